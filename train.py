@@ -1,0 +1,14 @@
+"""Train one experiment composed by Hydra from conf/: python train.py loss=weighted seed=1"""
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from trainer.run import main as run_main
+
+    return run_main(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Validation of a composed experiment config, before any data is loaded or any run is opened."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class UserError(Exception):
+    """An error the user can fix by changing a setting; its message names the setting and the fix."""
+
+
+class ConfigError(UserError):
+    """A config value out of range: names the key, the value given and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key = key
+        super().__init__(f"{key}={value!r} is not valid: {key} must be {allowed}.")
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def _check(cfg: DictConfig, key: str, ok: Callable[[Any], bool], allowed: str) -> None:
+    """Raise ConfigError unless key is absent or ok(value) holds."""
+    value = _get(cfg, key)
+    if value is None and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+        return
+    try:
+        good = ok(value)
+    except TypeError:
+        good = False
+    if not good:
+        raise ConfigError(key, value, allowed)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every value a user can set; raise ConfigError naming the first bad key."""
+    _check(cfg, "seed", _is_int, "an integer, e.g. seed=0")
+    for part in ("val", "test"):
+        _check(cfg, f"split.{part}", lambda v: _is_num(v) and 0 < v < 0.5, "a fraction in (0, 0.5), e.g. 0.2")
+
+    _check(cfg, "trainer.epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1, e.g. trainer.epochs=40")
+    _check(cfg, "trainer.batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1, e.g. 64")
+    _check(cfg, "trainer.device", lambda v: v in DEVICES, "one of " + " | ".join(DEVICES))
+    _check(cfg, "trainer.patience", lambda v: v is None or (_is_int(v) and v >= 1),
+           "null (no early stopping) or an integer >= 1")
+    _check(cfg, "trainer.min_delta", lambda v: _is_num(v) and v >= 0, "a number >= 0")
+    _check(cfg, "trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0, e.g. 1.0")
+
+    imbalance = _get(cfg, "imbalance.name")
+    if imbalance in ("longtail", "step"):
+        _check(cfg, "imbalance.ratio", lambda v: _is_num(v) and v >= 1,
+               "a number >= 1 (n_max / n_min), e.g. imbalance.ratio=10")
+    if imbalance == "step":
+        _check(cfg, "imbalance.minority_fraction", lambda v: _is_num(v) and 0 < v < 1, "a fraction in (0, 1)")
+
+    if _get(cfg, "noise.name") in ("symmetric", "pairflip"):
+        _check(cfg, "noise.rate", lambda v: _is_num(v) and 0 <= v < 1, "a probability in [0, 1)")
+
+    _validate_loss(cfg)
+
+    for key in ("regularization.dropout",):
+        _check(cfg, key, lambda v: _is_num(v) and 0 <= v < 1, "a probability in [0, 1)")
+    for key in ("regularization.l1", "regularization.l2"):
+        _check(cfg, key, lambda v: _is_num(v) and v >= 0, "a number >= 0, e.g. 1e-4")
+    _check(cfg, "optim.lr", lambda v: _is_num(v) and v > 0, "a number > 0, e.g. optim.lr=1e-3")
+    _check(cfg, "optim.weight_decay", lambda v: _is_num(v) and v >= 0, "a number >= 0")
+
+    if _get(cfg, "dataset.name") == "synthetic":
+        _check(cfg, "dataset.n_classes", lambda v: _is_int(v) and v >= 2, "an integer >= 2")
+        _check(cfg, "dataset.n_samples", lambda v: _is_int(v) and v >= 10 * (cfg.dataset.n_classes or 2),
+               "an integer >= 10 * n_classes")
+        _check(cfg, "dataset.n_features", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+
+    sampler = _get(cfg, "resampling.sampler")
+    if sampler is not None:
+        _check(cfg, "resampling.sampler.k_neighbors", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+
+
+def _validate_loss(cfg: DictConfig) -> None:
+    name = _get(cfg, "loss.name")
+    if name == "weighted":
+        _check(cfg, "loss.scheme", lambda v: v in WEIGHT_SCHEMES, "one of " + " | ".join(WEIGHT_SCHEMES))
+        _check(cfg, "loss.beta", lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1), e.g. 0.999")
+    elif name == "label_smoothed":
+        _check(cfg, "loss.smoothing", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1], e.g. 0.1")
+    elif name == "focal":
+        _check(cfg, "loss.gamma", lambda v: _is_num(v) and v >= 0, "a number >= 0, e.g. loss.gamma=2")
+        _check(cfg, "loss.alpha", _focal_alpha_ok,
+               "null, a number in (0, 1) (two classes: the weight of class 1), a list of per-class weights >= 0, "
+               "or 'balanced'")
+
+
+def _focal_alpha_ok(v: Any) -> bool:
+    if v is None or v == "balanced":
+        return True
+    if _is_num(v):
+        return 0 < v < 1
+    if isinstance(v, (list, ListConfig)):
+        return len(v) > 0 and all(_is_num(a) and a >= 0 for a in v)
+    return False

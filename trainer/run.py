@@ -1,0 +1,182 @@
+"""One experiment end to end: validate, prepare the data, train, evaluate, record everything in MLflow."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainer import data, imbalance, noise, resampling
+from trainer.config import UserError, validate
+from trainer.tracking import flatten, group_tags, mlflow_run, parent_run_id, resolve_uri, setup_experiment, ui_command
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """The splits the model sees, and what preparing them decided (logged with the run)."""
+
+    dataset: data.Dataset
+    class_counts: dict[str, list[int]]
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    val: dict[str, float]
+    test: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Load and split the dataset; imbalance, noise and resampling on the train split only."""
+    seed = int(cfg.seed)
+    ds = data.load(cfg.dataset, cfg.split, seed)
+    n = ds.num_classes
+    counts = {"train_source": ds.train.counts(n)}
+    train = imbalance.apply(ds.train, cfg.imbalance, n, seed)
+    counts["train_imbalanced"] = train.counts(n)
+    train, flip_rate = noise.apply(train, cfg.noise, n, seed)
+    metrics = {}
+    if cfg.noise.name != "none":
+        counts["train_noisy"] = train.counts(n)
+        metrics["noise/flip_rate"] = flip_rate
+    res = resampling.apply(train, cfg.resampling, ds.classes, seed)
+    counts["train_resampled"] = res.train.counts(n)
+    counts["val"], counts["test"] = ds.val.counts(n), ds.test.counts(n)
+    metrics["time/resample_s"] = res.seconds
+    ds = data.Dataset(res.train, ds.val, ds.test, ds.classes, ds.tabular)
+    if ds.tabular:
+        ds = data.standardize(ds)
+    return Prepared(ds, counts, res.params, metrics)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("trainer.device=cuda, but torch sees no CUDA device here. Use trainer.device=auto or cpu.")
+    return torch.device(name)
+
+
+def _hydra_job() -> tuple[str | None, Path | None, str | None]:
+    """(overrides as a run name, the job's output folder, the sweep's parent run id) when run by Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, None, None
+    hc = HydraConfig.get()
+    parent = parent_run_id(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
+    return hc.job.override_dirname or None, Path(hc.runtime.output_dir), parent
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """Run the experiment cfg describes and return its run id and final metrics."""
+    start = time.perf_counter()
+    validate(cfg)
+    uri = resolve_uri(cfg.tracking.uri)
+    experiment_id = setup_experiment(uri, cfg.tracking.experiment)
+    overrides, output_dir, parent = _hydra_job()
+    run_name = cfg.tracking.run_name or overrides or "defaults"
+    device = pick_device(cfg.trainer.device)
+
+    import mlflow
+    import torch
+    from hydra.utils import instantiate
+
+    from trainer.losses import build_loss, loss_weights
+    from trainer.loop import FitConfig, Tensors, evaluate, fit
+
+    tags = group_tags(cfg) | {"device": str(device)}
+    if parent:
+        tags["sweep_id"] = parent
+    with mlflow_run(experiment_id, run_name, tags, parent) as active:
+        run_id = active.info.run_id
+        mlflow.log_params(flatten(cfg) | {"torch.threads": torch.get_num_threads()})
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        if output_dir is not None and (output_dir / ".hydra").is_dir():
+            mlflow.log_artifacts(str(output_dir / ".hydra"), ".hydra")
+
+        prep = prepare(cfg)
+        ds = prep.dataset
+        mlflow.log_dict(prep.class_counts, "class_counts.json")
+        if prep.params:
+            mlflow.log_params(prep.params)
+
+        torch.manual_seed(int(cfg.seed))
+        model_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
+        model = instantiate(model_cfg, in_shape=ds.input_shape, num_classes=ds.num_classes,
+                            dropout=cfg.regularization.dropout).to(device)
+        loss_fn = build_loss(cfg.loss, prep.class_counts["train_resampled"]).to(device)
+        weights = loss_weights(loss_fn)
+        if weights:
+            mlflow.log_dict(weights, "loss_weights.json")
+            mlflow.log_params({f"loss.used.{k}": str([round(w, 6) for w in v]) for k, v in weights.items()})
+        optim_cfg = {k: v for k, v in cfg.optim.items() if k != "name"}
+        optimizer = instantiate(optim_cfg, params=model.parameters())
+
+        def tensors(split: data.Split) -> Tensors:
+            return Tensors(torch.as_tensor(split.x, device=device), torch.as_tensor(split.y, device=device))
+
+        train, val, test = tensors(ds.train), tensors(ds.val), tensors(ds.test)
+        fit_cfg = FitConfig(epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
+                            patience=cfg.trainer.patience, min_delta=cfg.trainer.min_delta,
+                            l1=cfg.regularization.l1, l2=cfg.regularization.l2, grad_clip=cfg.trainer.grad_clip)
+        generator = torch.Generator().manual_seed(int(cfg.seed))
+        train_start = time.perf_counter()
+        result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator,
+                     on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
+        train_s = time.perf_counter() - train_start
+
+        reg = (cfg.regularization.l1, cfg.regularization.l2)
+        final_val = evaluate(model, val, loss_fn, ds.classes, *reg)
+        final_test = evaluate(model, test, loss_fn, ds.classes, *reg, per_class=True)
+        mlflow.log_metrics({f"test/{k}": v for k, v in final_test.items()}
+                           | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
+                              "time/train_s": train_s} | prep.metrics, step=result.epochs_run)
+
+    out = RunResult(run_id, final_val, final_test, result.best_epoch, result.epochs_run,
+                    time.perf_counter() - start)
+    print_summary(out, run_name, uri, cfg.tracking.experiment)
+    return out
+
+
+def print_summary(r: RunResult, run_name: str, uri: str, experiment: str) -> None:
+    """A short table of the final val and test metrics, the run id and how to open the UI."""
+    cols = ("ce", "accuracy", "balanced_accuracy")
+    lines = [f"run {run_name!r} finished: {r.epochs_run} epochs (best val/ce at epoch {r.best_epoch}), "
+             f"{r.seconds:.1f} s",
+             f"{'':6}" + "".join(f"{c:>20}" for c in cols)]
+    for split, m in (("val", r.val), ("test", r.test)):
+        lines.append(f"{split:6}" + "".join(f"{m[c]:>20.4f}" for c in cols))
+    lines += [f"MLflow run id: {r.run_id} (experiment {experiment!r}, store {uri})",
+              f"Compare runs in the UI: {ui_command(uri)}"]
+    print("\n".join(lines), flush=True)
+
+
+def main(cfg: DictConfig) -> float:
+    """Entry point for train.py: run, and turn a user error into one message and exit code 2 (single runs)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return run(cfg).val["ce"]
+    except UserError as e:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        log.error("%s", e)  # in a sweep, Hydra records the job as failed and goes on with the others
+        raise
+
