@@ -100,6 +100,8 @@ def reliability_figure(inp: FigureInputs, n_bins: int = ECE_BINS) -> Figure:
 
 def curves_figure(inp: FigureInputs) -> Figure:
     """train/val ce (plain cross-entropy) and train/val loss (the objective) per epoch, best epoch marked."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(10, 4.2)
     axes = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in inp.history]
@@ -111,6 +113,7 @@ def curves_figure(inp: FigureInputs) -> Figure:
         if inp.best_epoch:
             ax.axvline(inp.best_epoch, color=COLORS["best"], linestyle=":", label=f"best val/ce (epoch {inp.best_epoch})")
         ax.set(title=label, xlabel="epoch", ylabel=key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Learning curves\n{inp.subtitle}", fontsize=10)
