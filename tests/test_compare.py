@@ -105,9 +105,10 @@ def test_a_lower_is_better_metric_ranks_ascending(store):
 
 def test_a_setting_that_differs_is_a_grouping_key_and_runs_without_it_are_labelled_without_it(store):
     client = MlflowClient(store)
-    runs = [(f"g{g}", {"loss": "focal"}, {"loss.gamma": g, "seed": 0}, {"test/balanced_accuracy": 0.5 + g / 10}, [])
-            for g in (1, 2)]
-    runs.append(("plain", {"loss": "plain"}, {"seed": 0}, {"test/balanced_accuracy": 0.9}, []))
+    # loss._target_ changes with the loss tag: it separates nothing new and is no grouping key
+    runs = [(f"g{g}", {"loss": "focal"}, {"loss.gamma": g, "seed": 0, "loss._target_": "Focal"},
+             {"test/balanced_accuracy": 0.5 + g / 10}, []) for g in (1, 2)]
+    runs.append(("plain", {"loss": "plain"}, {"seed": 0, "loss._target_": "CE"}, {"test/balanced_accuracy": 0.9}, []))
     c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     assert c.keys == ["loss", "loss.gamma"]
     assert list(c.groups) == ["loss=plain", "loss=focal, loss.gamma=2", "loss=focal, loss.gamma=1"]
@@ -196,6 +197,11 @@ def test_a_missing_store_is_refused_without_creating_one(tmp_path, monkeypatch):
     assert proc.returncode == 2
     assert f"error: there is no MLflow store at sqlite:///{tmp_path.resolve()}/mlflow.db" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_unreachable_server_is_one_clear_message(capsys):
+    assert compare.main(["--tracking-uri", "http://127.0.0.1:9"]) == 2
+    assert "tracking.uri=http://127.0.0.1:9 cannot be reached" in capsys.readouterr().err
 
 
 @pytest.mark.slow

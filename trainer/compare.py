@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.config import UserError
-from trainer.tracking import GROUPS, resolve_uri
+from trainer.tracking import GROUPS, _probe_http, resolve_uri
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -62,10 +62,13 @@ def _all_runs(client: MlflowClient, experiment_ids: list[str], filter_string: st
 
 
 def check_store(uri: str) -> None:
-    """Refuse a sqlite store that does not exist: MLflow would create an empty one and find nothing in it."""
+    """Refuse a sqlite store that does not exist (MLflow would create an empty one and find nothing in it)
+    and an unreachable server (MLflow's client would retry it for minutes)."""
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         raise UserError(f"there is no MLflow store at {uri}. Run compare.py in the folder you trained in, or "
                         "pass --tracking-uri (the trainer's tracking.uri).")
+    if uri.startswith(("http://", "https://")):
+        _probe_http(uri)
 
 
 def select(client: MlflowClient, uri: str, experiment: str | None = None, parent: str | None = None) -> Selection:
@@ -120,12 +123,19 @@ def options(run: Run) -> dict[str, str]:
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
-    """Options with more than one value among the runs that have them (groups first, then settings)."""
-    seen: dict[str, set[str]] = {}
-    for r in runs:
-        for k, v in options(r).items():
-            seen.setdefault(k, set()).add(v)
-    return [k for k, values in seen.items() if len(values) > 1]
+    """The options that split the runs into groups: groups first, then settings, each kept only if it
+    separates runs the keys before it do not (resampling.sampler._target_ adds nothing to resampling)."""
+    opts = [options(r) for r in runs]
+    candidates = list(dict.fromkeys(k for o in opts for k in o))
+    candidates.sort(key=lambda k: (k not in GROUPS, GROUPS.index(k) if k in GROUPS else 0, k))
+    keys: list[str] = []
+    groups = 1
+    for k in candidates:
+        n = len({tuple(o.get(key, "") for key in [*keys, k]) for o in opts})
+        if n > groups:
+            keys.append(k)
+            groups = n
+    return keys
 
 
 def run_metrics(run: Run) -> dict[str, float]:
