@@ -17,15 +17,23 @@ import torch.nn.functional as F
 ECE_BINS = 15
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|.
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray,
+                     n_bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: (number of samples, sum of confidences, number correct).
 
     Bins are [lo, hi), confidence 1.0 in the last one, as torchmetrics' MulticlassCalibrationError bins them.
     """
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    total = np.bincount(which, minlength=n_bins)
     conf_sum = np.bincount(which, weights=confidence, minlength=n_bins)
     acc_sum = np.bincount(which, weights=correct.astype(np.float64), minlength=n_bins)
+    return total, conf_sum, acc_sum
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
+    _, conf_sum, acc_sum = calibration_bins(confidence, correct, n_bins)
     return float(np.abs(acc_sum - conf_sum).sum() / max(len(confidence), 1))
 
 
