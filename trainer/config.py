@@ -61,6 +61,10 @@ def validate(cfg: DictConfig) -> None:
            "null (no early stopping) or an integer >= 1")
     _check(cfg, "trainer.min_delta", lambda v: _is_num(v) and v >= 0, "a number >= 0")
     _check(cfg, "trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0, e.g. 1.0")
+    _check(cfg, "trainer.detect_anomaly", lambda v: isinstance(v, bool), "true or false")
+    _check(cfg, "model.normed_head", lambda v: isinstance(v, bool), "true (cosine classifier) or false")
+    _check(cfg, "eval.posthoc_tau", lambda v: v is None or (_is_num(v) and v >= 0),
+           "null (off) or a number >= 0, e.g. eval.posthoc_tau=1")
 
     imbalance = _get(cfg, "imbalance.name")
     if imbalance in ("longtail", "step"):
@@ -95,15 +99,49 @@ def validate(cfg: DictConfig) -> None:
 def _validate_loss(cfg: DictConfig) -> None:
     name = _get(cfg, "loss.name")
     if name == "weighted":
-        _check(cfg, "loss.scheme", lambda v: v in WEIGHT_SCHEMES, "one of " + " | ".join(WEIGHT_SCHEMES))
-        _check(cfg, "loss.beta", lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1), e.g. 0.999")
+        _check_scheme(cfg, none_ok=False)
     elif name == "label_smoothed":
         _check(cfg, "loss.smoothing", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1], e.g. 0.1")
+        _check_scheme(cfg, none_ok=True)
     elif name == "focal":
         _check(cfg, "loss.gamma", lambda v: _is_num(v) and v >= 0, "a number >= 0, e.g. loss.gamma=2")
         _check(cfg, "loss.alpha", _focal_alpha_ok,
                "null, a number in (0, 1) (two classes: the weight of class 1), a list of per-class weights >= 0, "
                "or 'balanced'")
+    elif name == "class_balanced":
+        _check(cfg, "loss.beta", _is_fraction, "a number in [0, 1), e.g. 0.9999 (0 gives plain weights)")
+        _check(cfg, "loss.base", lambda v: v in ("ce", "focal"), "one of ce | focal")
+        _check(cfg, "loss.gamma", lambda v: _is_num(v) and v >= 0, "a number >= 0, e.g. loss.gamma=2")
+    elif name == "logit_adjusted":
+        _check(cfg, "loss.tau", lambda v: _is_num(v) and v >= 0, "a number >= 0, e.g. loss.tau=1")
+    elif name == "ldam":
+        _check(cfg, "loss.max_margin", lambda v: _is_num(v) and v >= 0, "a number >= 0, e.g. 0.5")
+        _check(cfg, "loss.scale", lambda v: _is_num(v) and v > 0, "a number > 0, e.g. 30")
+        _check(cfg, "loss.drw_epoch", lambda v: v is None or (_is_int(v) and v >= 0),
+               "null (no deferred re-weighting) or an integer >= 0: the epochs trained before the weights switch on")
+        _check(cfg, "loss.drw_beta", _is_fraction, "a number in [0, 1), e.g. 0.9999")
+    elif name == "poly":
+        _check(cfg, "loss.epsilon", lambda v: _is_num(v) and v >= -1, "a number >= -1, e.g. 1.0 (0 gives CE)")
+    elif name == "gce":
+        _check(cfg, "loss.q", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1], e.g. 0.7")
+    elif name == "sce":
+        for key in ("loss.alpha", "loss.beta"):
+            _check(cfg, key, lambda v: _is_num(v) and v >= 0, "a number >= 0")
+        _check(cfg, "loss.beta", lambda v: v > 0 or _get(cfg, "loss.alpha") > 0,
+               "a number > 0 when loss.alpha is 0: with both 0 there is nothing to minimise")
+    elif name == "naive":
+        _check(cfg, "loss.eps", lambda v: _is_num(v) and 0 <= v < 0.5, "a number in [0, 0.5), e.g. 1e-15")
+        _check(cfg, "loss.clip", lambda v: isinstance(v, bool), "true or false")
+
+
+def _is_fraction(v: Any) -> bool:
+    return _is_num(v) and 0 <= v < 1
+
+
+def _check_scheme(cfg: DictConfig, none_ok: bool) -> None:
+    allowed = "one of " + " | ".join((("null",) if none_ok else ()) + WEIGHT_SCHEMES)
+    _check(cfg, "loss.scheme", lambda v: (none_ok and v is None) or v in WEIGHT_SCHEMES, allowed)
+    _check(cfg, "loss.beta", _is_fraction, "a number in [0, 1), e.g. 0.999")
 
 
 def _focal_alpha_ok(v: Any) -> bool:

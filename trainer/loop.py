@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.config import UserError
+from trainer.losses import predictive_logits
 from trainer.metrics import classification_metrics
 
 EVAL_BATCH = 1024
@@ -74,7 +75,7 @@ def evaluate(model: nn.Module, data: Tensors, loss_fn: nn.Module, classes: list[
              l2: float = 0.0, per_class: bool = False) -> dict[str, float]:
     """Metrics of a split: classification metrics plus `loss`, the objective (variant + penalties)."""
     logits = predict(model, data.x)
-    out = classification_metrics(logits, data.y, classes, per_class=per_class)
+    out = classification_metrics(predictive_logits(loss_fn, logits), data.y, classes, per_class=per_class)
     with torch.inference_mode():
         loss = loss_fn(logits.float(), data.y)
         pen = penalty(model, l1, l2)
@@ -105,7 +106,7 @@ def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         with torch.no_grad():
-            ce = F.cross_entropy(logits.detach().float(), yb, reduction="sum")
+            ce = F.cross_entropy(predictive_logits(loss_fn, logits.detach().float()), yb, reduction="sum")
             sums += torch.stack([loss.detach() * len(idx), ce])
             # Recorded on the device and read once per epoch, so the check costs no host sync per step.
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
@@ -130,6 +131,8 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
                                                                                else not cfg.progress))
     epoch = 0
     for epoch in bar:
+        if hasattr(loss_fn, "set_epoch"):  # losses that change with the epoch (ldam's deferred re-weighting)
+            loss_fn.set_epoch(epoch)
         tr = train_epoch(model, loss_fn, optimizer, train, cfg, generator, epoch)
         va = evaluate(model, val, loss_fn, classes, cfg.l1, cfg.l2)
         metrics = {f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()}

@@ -4,15 +4,39 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+class NormedLinear(nn.Module):
+    """Cosine classifier: logit_c = <x / |x|, w_c / |w_c|> in [-1, 1], no bias.
+
+    The head Cao et al. (NeurIPS 2019) pair with the LDAM loss, whose `scale` turns cosines into logits.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's initialisation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=-1), F.normalize(self.weight, dim=-1))
+
+
+def classifier(in_features: int, num_classes: int, normed_head: bool = False) -> nn.Module:
+    """The last layer of every model: nn.Linear, or NormedLinear with model.normed_head=true."""
+    return NormedLinear(in_features, num_classes) if normed_head else nn.Linear(in_features, num_classes)
 
 
 class LogReg(nn.Module):
     """Multinomial logistic regression on the flattened input (dropout, if any, on the input)."""
 
-    def __init__(self, in_shape: Sequence[int], num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, in_shape: Sequence[int], num_classes: int, dropout: float = 0.0,
+                 normed_head: bool = False) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(math.prod(in_shape), num_classes))
+        self.net = nn.Sequential(nn.Flatten(), nn.Dropout(dropout),
+                                 classifier(math.prod(in_shape), num_classes, normed_head))
 
     def forward(self, x):
         return self.net(x)
@@ -22,14 +46,14 @@ class MLP(nn.Module):
     """Fully connected ReLU network on the flattened input, dropout after each hidden layer."""
 
     def __init__(self, in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 128),
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, normed_head: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(in_shape)
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
             width = h
-        layers.append(nn.Linear(width, num_classes))
+        layers.append(classifier(width, num_classes, normed_head))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -43,7 +67,7 @@ class CNN(nn.Module):
     """
 
     def __init__(self, in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
-                 hidden: int = 128, dropout: float = 0.0) -> None:
+                 hidden: int = 128, dropout: float = 0.0, normed_head: bool = False) -> None:
         super().__init__()
         if len(in_shape) not in (1, 3):
             raise ValueError(f"cnn takes images (C, H, W) or vectors (F,), got input shape {tuple(in_shape)}")
@@ -64,7 +88,7 @@ class CNN(nn.Module):
         features = in_ch * out ** (2 if two_d else 1)
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden, num_classes))
+                                  classifier(hidden, num_classes, normed_head))
 
     def forward(self, x):
         if self.unsqueeze:

@@ -6,13 +6,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from trainer import data, imbalance, noise, resampling
 from trainer.config import UserError, validate
 from trainer.tracking import flatten, group_tags, mlflow_run, parent_run_id, resolve_uri, setup_experiment, ui_command
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from trainer.loop import Tensors
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +147,8 @@ def run(cfg: DictConfig) -> RunResult:
             history.append({"epoch": epoch} | metrics)
 
         train_start = time.perf_counter()
-        result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator, on_epoch=on_epoch)
+        with torch.autograd.set_detect_anomaly(cfg.trainer.get("detect_anomaly", False)):
+            result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator, on_epoch=on_epoch)
         train_s = time.perf_counter() - train_start
 
         reg = (cfg.regularization.l1, cfg.regularization.l2)
@@ -151,13 +157,18 @@ def run(cfg: DictConfig) -> RunResult:
         mlflow.log_metrics({f"test/{k}": v for k, v in final_test.items()}
                            | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
                               "time/train_s": train_s} | prep.metrics, step=result.epochs_run)
+        tau = OmegaConf.select(cfg, "eval.posthoc_tau")
+        if tau is not None:
+            counts = prep.class_counts["train_resampled"]
+            mlflow.log_metrics(posthoc_metrics(model, test, loss_fn, counts, ds.classes, tau), step=result.epochs_run)
 
         # --- figures (trainer/figures.py) ---
         from trainer import figures
         from trainer.loop import predict
+        from trainer.losses import predictive_logits
 
         figures_start = time.perf_counter()
-        probs = torch.softmax(predict(model, test.x).float(), dim=-1).cpu().numpy()
+        probs = torch.softmax(predictive_logits(loss_fn, predict(model, test.x)).float(), dim=-1).cpu().numpy()
         figures.log_figures(figures.make_figures(figures.FigureInputs(
             probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, history, result.best_epoch,
             figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), output_dir)
@@ -168,6 +179,18 @@ def run(cfg: DictConfig) -> RunResult:
                     time.perf_counter() - start)
     print_summary(out, run_name, uri, cfg.tracking.experiment)
     return out
+
+
+def posthoc_metrics(model: nn.Module, test: Tensors, loss_fn: nn.Module, counts: list[int], classes: list[str],
+                    tau: float) -> dict[str, float]:
+    """Test metrics after post-hoc logit adjustment (eval.posthoc_tau), as test/posthoc/<metric>, beside the raw
+    test/<metric>: the model's logits minus tau * log(prior of the train counts), Menon et al. (ICLR 2021)."""
+    from trainer.loop import predict
+    from trainer.losses import posthoc_adjust, predictive_logits
+    from trainer.metrics import classification_metrics
+
+    logits = posthoc_adjust(predictive_logits(loss_fn, predict(model, test.x)), counts, tau)
+    return {f"test/posthoc/{k}": v for k, v in classification_metrics(logits, test.y, classes, per_class=True).items()}
 
 
 def print_summary(r: RunResult, run_name: str, uri: str, experiment: str) -> None:
