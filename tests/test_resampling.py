@@ -95,7 +95,7 @@ def test_float_sampling_strategy_works_for_two_classes():
 @pytest.mark.parametrize("override,match", [
     ("resampling.sampler.sampling_strategy=0.5", r"is a float, which imblearn takes only for two classes; this "
                                                  r"dataset has 10\. .*sampling_strategy=\{0:100,1:100\}"),
-    ("resampling.sampler.sampling_strategy={x:50}", r"has the key 'x', which is not a class"),
+    ("resampling.sampler.sampling_strategy={x:50}", r"sampling_strategy names 'x', which is not a class"),
     ("resampling.sampler.sampling_strategy={9:1}", r"resampling=smote: resampling.sampler.sampling_strategy="
                                                    r"\{9: 1\} does not fit this train split"),
 ])
@@ -146,8 +146,8 @@ def test_borderline_smote_generating_nothing_warns_and_logs_it(caplog):
 
 
 def test_adasyn_without_neighbours_of_other_classes_is_a_clear_message():
-    with pytest.raises(UserError, match=r"resampling=adasyn failed on this train split: Not any neigbours .*"
-                                        r"\(resampling=smote works"):
+    with pytest.raises(UserError, match=r"resampling=adasyn: a class it oversamples has no sample near another "
+                                        r"class.* Use resampling=smote"):
         resampling.apply(_separated(), make_cfg("resampling=adasyn").resampling, ["a", "b"], seed=0)
 
 

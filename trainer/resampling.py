@@ -39,35 +39,31 @@ class Resampled:
     """What resampling produced and what it decided on the way (logged to MLflow)."""
 
     train: Split
-    seconds: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=lambda: {"time/resample_s": 0.0})
     balanced_batches: bool = False  # the loop draws class-balanced batches from train (balanced_sampler)
 
-    def __post_init__(self) -> None:
-        self.metrics.setdefault("time/resample_s", self.seconds)
+
+def _class_index(key: Any, classes: list[str]) -> int:
+    """A class given by name or index, as its index; UserError naming sampling_strategy otherwise."""
+    if str(key) in classes:
+        return classes.index(str(key))
+    if str(key).isdigit() and int(key) < len(classes):
+        return int(key)
+    raise UserError(f"resampling.sampler.sampling_strategy names {key!r}, which is not a class: use class names "
+                    f"({', '.join(classes)}) or indices 0..{len(classes) - 1}.")
 
 
 def _strategy(value: Any, classes: list[str]) -> Any:
-    """sampling_strategy as imblearn takes it: dict keys may be class names or indices, floats only for two classes."""
-    if isinstance(value, (DictConfig, dict)):
-        out = {}
-        for key, count in value.items():
-            if str(key) in classes:
-                c = classes.index(str(key))
-            elif str(key).lstrip("-").isdigit() and 0 <= int(key) < len(classes):
-                c = int(key)
-            else:
-                raise UserError(f"resampling.sampler.sampling_strategy has the key {key!r}, which is not a class: use "
-                                f"class names ({', '.join(classes)}) or indices 0..{len(classes) - 1}.")
-            out[c] = int(count)
-        return out
+    """sampling_strategy as imblearn takes it: classes as indices (given by name or index), floats only for two."""
+    if isinstance(value, DictConfig):
+        return {_class_index(key, classes): int(count) for key, count in value.items()}
+    if isinstance(value, ListConfig):  # imblearn's cleaning samplers take a list of classes
+        return [_class_index(key, classes) for key in value]
     if isinstance(value, float) and len(classes) != 2:
         raise UserError(f"resampling.sampler.sampling_strategy={value} is a float, which imblearn takes only for two "
                         f"classes; this dataset has {len(classes)}. Use 'auto', 'not majority', ... or a dict of "
                         "target counts, e.g. resampling.sampler.sampling_strategy={0:100,1:100}.")
-    if isinstance(value, ListConfig):
-        return [classes.index(str(v)) if str(v) in classes else int(v) for v in value]
     return value
 
 
@@ -165,27 +161,29 @@ def apply(train: Split, cfg: DictConfig, classes: list[str], seed: int) -> Resam
     start = time.perf_counter()
     try:
         x_res, y_res = sampler.fit_resample(x2d, train.y)
-    except (ValueError, RuntimeError) as e:  # ADASYN raises RuntimeError when no neighbour is of another class
+    except RuntimeError as e:  # ADASYN, when no sample of a class has a neighbour of another class
+        raise UserError(f"resampling={cfg.name}: a class it oversamples has no sample near another class, so "
+                        f"{type(sampler).__name__} has nothing to weight its new samples by (imblearn: {e}) Use "
+                        "resampling=smote or resampling=borderline_smote on this data.") from e
+    except ValueError as e:
         raise UserError(f"resampling={cfg.name} failed on this train split: {e} Check the resampling.sampler "
                         "settings, or choose another sampler (resampling=smote works on any class of 2+ "
                         "samples).") from e
-    seconds = time.perf_counter() - start
     params: dict[str, Any] = {f"resampling.used.{k.replace('__', '.')}": v for k, v in lowered.items()}
-    metrics: dict[str, float] = {}
+    metrics = {"time/resample_s": time.perf_counter() - start}
     if type(sampler).__module__.startswith("imblearn.over_sampling"):
         after = np.bincount(y_res, minlength=len(classes))
-        not_grown = [classes[c] for c, n in targets.items() if n > 0 and after[c] <= counts[c]]
+        not_grown = [c for c, n in targets.items() if n > 0 and after[c] <= counts[c]]
         if not_grown:
             # BorderlineSMOTE only interpolates from samples "in danger" (most neighbours of other classes);
             # a class with none returns unchanged without a word from imblearn.
             log.warning("resampling=%s generated no samples for class(es) %s (asked for %s); they train with their "
                         "original counts. Try resampling=smote or a larger resampling.sampler.m_neighbors.",
-                        cfg.name, ", ".join(map(repr, not_grown)),
-                        ", ".join(str(targets[classes.index(c)]) for c in not_grown))
-            params["resampling.not_grown"] = ", ".join(not_grown)
+                        cfg.name, ", ".join(repr(classes[c]) for c in not_grown),
+                        ", ".join(str(targets[c]) for c in not_grown))
+            params["resampling.not_grown"] = ", ".join(classes[c] for c in not_grown)
         metrics["resampling/classes_not_grown"] = float(len(not_grown))
-    return Resampled(Split(x_res.reshape(-1, *shape).astype(np.float32), y_res.astype(np.int64)), seconds,
-                     params, metrics)
+    return Resampled(Split(x_res.reshape(-1, *shape).astype(np.float32), y_res.astype(np.int64)), params, metrics)
 
 
 def balanced_counts(counts: list[int]) -> list[int]:
