@@ -7,15 +7,17 @@ from mlflow.tracking import MlflowClient
 
 from trainer.config import ConfigError, validate
 
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra"))
+# remedy options exist for the study presets, which add the group (tests/test_studies.py composes them)
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra", "remedy"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
 def test_groups_of_the_design_are_present():
-    expected = {"dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim"}
+    expected = {"dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim", "ssl"}
     assert expected <= set(GROUPS)
     for group, option in [("dataset", "digits"), ("imbalance", "longtail"), ("model", "mlp"), ("loss", "plain"),
-                          ("resampling", "none"), ("regularization", "none"), ("optim", "adam"), ("noise", "none")]:
+                          ("resampling", "none"), ("regularization", "none"), ("optim", "adam"), ("noise", "none"),
+                          ("ssl", "none")]:
         assert make_cfg()[group].name == option, f"default of {group} should be {option}"
 
 
@@ -42,6 +44,12 @@ BAD = [
     ("trainer.epochs=1", "trainer.batch_size=0", "trainer.batch_size"),
     ("trainer.epochs=1", "trainer.patience=0", "trainer.patience"),
     ("trainer.epochs=1", "split.val=0.7", "split.val"),
+    ("resampling=adasyn", "resampling.sampler.n_neighbors=0", "resampling.sampler.n_neighbors"),
+    ("resampling=smote_tomek", "resampling.sampler.smote.k_neighbors=0", "resampling.sampler.smote.k_neighbors"),
+    ("ssl=pseudo_label", "ssl.labeled_fraction=0", "ssl.labeled_fraction"),
+    ("ssl=pseudo_label", "ssl.threshold=1.0", "ssl.threshold"),
+    ("ssl=pseudo_label", "ssl.warmup_epochs=-1", "ssl.warmup_epochs"),
+    ("regularization=elastic", "regularization.l1=-1", "regularization.l1"),
 ]
 
 

@@ -51,6 +51,9 @@ def test_imbalance_subsamples_only_within_each_class():
 @pytest.mark.parametrize("overrides", [
     ["imbalance=longtail"], ["imbalance=step"], ["imbalance.ratio=10"], ["resampling=smote"],
     ["resampling=undersample"], ["noise=symmetric"], ["noise=pairflip", "noise.rate=0.4"],
+    ["resampling=oversample"], ["resampling=borderline_smote"], ["resampling=smote_tomek"], ["resampling=smote_enn"],
+    ["resampling=near_miss"], ["resampling=balanced_sampler"], ["ssl=pseudo_label"],
+    ["ssl=pseudo_label", "noise=symmetric", "resampling=smote"],
 ])
 def test_val_and_test_are_untouched_by_train_side_options(overrides):
     base = prepare(make_cfg("imbalance=none")).dataset

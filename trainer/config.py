@@ -91,9 +91,13 @@ def validate(cfg: DictConfig) -> None:
                "an integer >= 10 * n_classes")
         _check(cfg, "dataset.n_features", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
 
-    sampler = _get(cfg, "resampling.sampler")
-    if sampler is not None:
-        _check(cfg, "resampling.sampler.k_neighbors", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    for key in ("k_neighbors", "n_neighbors", "m_neighbors", "smote.k_neighbors"):
+        _check(cfg, f"resampling.sampler.{key}", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+
+    if _get(cfg, "ssl.name") == "pseudo_label":
+        _check(cfg, "ssl.labeled_fraction", lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1], e.g. 0.5")
+        _check(cfg, "ssl.warmup_epochs", lambda v: _is_int(v) and v >= 0, "an integer >= 0, e.g. 5")
+        _check(cfg, "ssl.threshold", lambda v: _is_num(v) and 0 <= v < 1, "a probability in [0, 1), e.g. 0.95")
 
 
 def _validate_loss(cfg: DictConfig) -> None:

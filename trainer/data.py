@@ -27,6 +27,7 @@ class Dataset:
     test: Split
     classes: list[str]
     tabular: bool = False  # features to standardise with train statistics (images are not)
+    unlabeled: Split | None = None  # train samples whose labels are withheld (ssl=pseudo_label)
 
     @property
     def num_classes(self) -> int:
@@ -98,4 +99,5 @@ def standardize(ds: Dataset) -> Dataset:
     std = ds.train.x.std(axis=0, keepdims=True)
     std = np.where(std > 0, std, 1.0).astype(np.float32)
     scale = lambda s: replace(s, x=((s.x - mean) / std).astype(np.float32))  # noqa: E731
-    return replace(ds, train=scale(ds.train), val=scale(ds.val), test=scale(ds.test))
+    return replace(ds, train=scale(ds.train), val=scale(ds.val), test=scale(ds.test),
+                   unlabeled=None if ds.unlabeled is None else scale(ds.unlabeled))

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer import ssl
 from trainer.config import UserError
 from trainer.losses import predictive_logits
 from trainer.metrics import classification_metrics
@@ -33,6 +34,7 @@ class FitConfig:
     l1: float = 0.0
     l2: float = 0.0
     grad_clip: float | None = None  # max total gradient norm; None: no clipping
+    balanced_batches: bool = False  # class-balanced draws with replacement instead of a shuffle (balanced_sampler)
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
 
 
@@ -83,13 +85,44 @@ def evaluate(model: nn.Module, data: Tensors, loss_fn: nn.Module, classes: list[
     return out
 
 
+# --- which samples an epoch trains on: the per-epoch order, and pseudo-labels between epochs -------------------
+
+def epoch_indices(y: torch.Tensor, generator: torch.Generator, balanced: bool = False) -> torch.Tensor:
+    """This epoch's order of train indices (on the CPU): a shuffle, or with balanced=True len(y) class-balanced draws.
+
+    The balanced draws come from torch's WeightedRandomSampler, each sample weighted 1 / (its class's count) and
+    drawn with replacement: every class is equally likely at every position, and no sample is materialised.
+    """
+    if not balanced:
+        return torch.randperm(len(y), generator=generator)
+    from torch.utils.data import WeightedRandomSampler
+
+    weights = (1.0 / torch.bincount(y).double())[y].cpu()
+    return torch.tensor(list(WeightedRandomSampler(weights, len(y), replacement=True, generator=generator)))
+
+
+def epoch_train_set(model: nn.Module, train: Tensors, pseudo: ssl.PseudoLabeling | None,
+                    epoch: int) -> tuple[Tensors, dict[str, float]]:
+    """The train set of this epoch: the labeled train tensors, plus (ssl=pseudo_label, after the warm-up) the
+    unlabeled samples the current model labels with confidence above the threshold; their count as a metric."""
+    if pseudo is None:
+        return train, {}
+    if epoch <= pseudo.warmup_epochs:
+        return train, {"ssl/pseudo_labels": 0.0}
+    idx, labels = ssl.confident(predict(model, pseudo.x), pseudo.threshold)
+    data = Tensors(torch.cat([train.x, pseudo.x[idx]]), torch.cat([train.y, labels]))
+    return data, {"ssl/pseudo_labels": float(len(idx))}
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
 def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, data: Tensors,
                 cfg: FitConfig, generator: torch.Generator, epoch: int) -> dict[str, float]:
     """One pass over the shuffled train tensors; returns train/loss and train/ce (one host read)."""
     model.train()
     n = len(data.y)
     device = data.y.device
-    perm = torch.randperm(n, generator=generator).to(device, non_blocking=True)
+    perm = epoch_indices(data.y, generator, cfg.balanced_batches).to(device, non_blocking=True)
     sums = torch.zeros(2, device=device, dtype=torch.float64)  # objective, plain ce
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
     for step, start in enumerate(range(0, n, cfg.batch_size)):
@@ -119,10 +152,12 @@ def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
 
 def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, train: Tensors, val: Tensors,
         classes: list[str], cfg: FitConfig, generator: torch.Generator,
-        on_epoch: Callable[[int, dict[str, float]], None]) -> FitResult:
+        on_epoch: Callable[[int, dict[str, float]], None],
+        pseudo: ssl.PseudoLabeling | None = None) -> FitResult:
     """Train for cfg.epochs (or until val/ce stops improving), then restore the weights of the best epoch.
 
-    on_epoch(epoch, metrics) receives, once per epoch (1-based), train/ and val/ metrics and lr.
+    on_epoch(epoch, metrics) receives, once per epoch (1-based), train/ and val/ metrics and lr (and
+    ssl/pseudo_labels when pseudo, the unlabeled pool of ssl=pseudo_label, is given).
     """
     from tqdm.auto import tqdm
 
@@ -133,9 +168,10 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
     for epoch in bar:
         if hasattr(loss_fn, "set_epoch"):  # losses that change with the epoch (ldam's deferred re-weighting)
             loss_fn.set_epoch(epoch)
-        tr = train_epoch(model, loss_fn, optimizer, train, cfg, generator, epoch)
+        data, ssl_metrics = epoch_train_set(model, train, pseudo, epoch)
+        tr = train_epoch(model, loss_fn, optimizer, data, cfg, generator, epoch)
         va = evaluate(model, val, loss_fn, classes, cfg.l1, cfg.l2)
-        metrics = {f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()}
+        metrics = {f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()} | ssl_metrics
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         on_epoch(epoch, metrics)
         bar.set_postfix({"val/ce": f"{va['ce']:.4f}", "val/bal_acc": f"{va['balanced_accuracy']:.3f}"})

@@ -1,4 +1,8 @@
-"""Resampling of the train split with imbalanced-learn samplers built by hydra's instantiate."""
+"""Resampling of the train split with imbalanced-learn samplers built by hydra's instantiate.
+
+resampling=balanced_sampler is the exception: it leaves the split as it is and asks the training loop for
+class-balanced batches instead (trainer.loop.epoch_indices).
+"""
 from __future__ import annotations
 
 import logging
@@ -7,12 +11,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainer.config import UserError
 from trainer.data import Split
 
 log = logging.getLogger(__name__)
+
+# Neighbour settings, by sampler class: (argument, samples it needs beyond the setting, which classes need them).
+# "grow": every class the sampler oversamples (its neighbours are searched within the class, itself included);
+# "smallest": the smallest class of the split (NearMiss fits its neighbour search on it).
+NEIGHBOURS = {
+    "SMOTE": ("k_neighbors", 1, "grow"),
+    "BorderlineSMOTE": ("k_neighbors", 1, "grow"),
+    "ADASYN": ("n_neighbors", 1, "grow"),
+    "NearMiss": ("n_neighbors", 0, "smallest"),
+}
+# Samplers whose neighbour searches span the whole train split: their time grows as samples^2 x features.
+# Seconds per (sample^2 x feature), measured with imbalanced-learn 0.14 on 2 CPU cores, 8,000 x 784 floats:
+# SMOTETomek 26 s, SMOTEENN 34 s, ADASYN 4.9 s, BorderlineSMOTE 4.9 s (SMOTE 1.6 s, NearMiss 1.1 s).
+SLOW_SECONDS_PER_CELL = {"SMOTETomek": 5e-10, "SMOTEENN": 7e-10, "ADASYN": 1e-10, "BorderlineSMOTE": 1e-10}
+SLOW_WARN_S = 30.0
 
 
 @dataclass
@@ -20,67 +39,154 @@ class Resampled:
     """What resampling produced and what it decided on the way (logged to MLflow)."""
 
     train: Split
-    seconds: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=lambda: {"time/resample_s": 0.0})
+    balanced_batches: bool = False  # the loop draws class-balanced batches from train (balanced_sampler)
 
 
-def _to_generate(sampler_cfg: DictConfig, y: np.ndarray, sampler_kind: str) -> dict[int, int]:
-    """Samples each class will gain, as imblearn reads sampling_strategy (raises UserError if it can't)."""
-    from imblearn.utils import check_sampling_strategy
+def _class_index(key: Any, classes: list[str]) -> int:
+    """A class given by name or index, as its index; UserError naming sampling_strategy otherwise."""
+    if str(key) in classes:
+        return classes.index(str(key))
+    if str(key).isdigit() and int(key) < len(classes):
+        return int(key)
+    raise UserError(f"resampling.sampler.sampling_strategy names {key!r}, which is not a class: use class names "
+                    f"({', '.join(classes)}) or indices 0..{len(classes) - 1}.")
 
-    strategy = sampler_cfg.get("sampling_strategy", "auto")
-    if isinstance(strategy, DictConfig):
-        strategy = {int(k): int(v) for k, v in strategy.items()}
+
+def _strategy(value: Any, classes: list[str]) -> Any:
+    """sampling_strategy as imblearn takes it: classes as indices (given by name or index), floats only for two."""
+    if isinstance(value, DictConfig):
+        return {_class_index(key, classes): int(count) for key, count in value.items()}
+    if isinstance(value, ListConfig):  # imblearn's cleaning samplers take a list of classes
+        return [_class_index(key, classes) for key in value]
+    if isinstance(value, float) and len(classes) != 2:
+        raise UserError(f"resampling.sampler.sampling_strategy={value} is a float, which imblearn takes only for two "
+                        f"classes; this dataset has {len(classes)}. Use 'auto', 'not majority', ... or a dict of "
+                        "target counts, e.g. resampling.sampler.sampling_strategy={0:100,1:100}.")
+    return value
+
+
+def build(cfg: DictConfig, classes: list[str], seed: int) -> Any:
+    """The imblearn sampler of cfg.sampler, seeded (nested samplers too), sampling_strategy in class indices."""
+    from hydra.utils import instantiate
+
+    # A detached copy, so relative interpolations (SMOTETomek's smote.sampling_strategy) see the converted value.
+    spec = OmegaConf.create(OmegaConf.to_container(cfg.sampler, resolve=False))
+    if "sampling_strategy" in spec:
+        spec.sampling_strategy = _strategy(spec.sampling_strategy, classes)
+    sampler = instantiate(spec, _convert_="all")  # imblearn checks isinstance(strategy, dict): no DictConfig
+    seeds = {k: seed for k in sampler.get_params(deep=True) if k.split("__")[-1] == "random_state"}
+    return sampler.set_params(**seeds)
+
+
+def _targets(sampler: Any, x2d: np.ndarray, y: np.ndarray, name: str) -> dict[int, int]:
+    """Per class, the samples the sampler will add (over-sampling) or keep (under-sampling), as imblearn reads it."""
     try:
-        return dict(check_sampling_strategy(strategy, y, sampler_kind))
+        return dict(sampler.fit(x2d, y).sampling_strategy_)
     except ValueError as e:
-        raise UserError(f"resampling.sampler.sampling_strategy={strategy!r} does not fit this train split: {e} "
-                        "Use 'auto', a dict {class: target_count}, or a float only for two classes.") from e
+        raise UserError(f"resampling={name}: resampling.sampler.sampling_strategy={sampler.sampling_strategy!r} does "
+                        f"not fit this train split: {e} Use 'auto', a dict of target counts {{class: count}} (larger "
+                        "than the class has for over-samplers, smaller for under-samplers), or a float only for two "
+                        "classes.") from e
 
 
-def _fit_k_neighbors(sampler_cfg: DictConfig, y: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Lower k_neighbors to what the smallest oversampled class allows (SMOTE needs k+1 samples of it)."""
-    overrides: dict[str, Any] = {}
-    k = sampler_cfg.get("k_neighbors")
-    if not isinstance(k, int):
-        return overrides
-    grow = {c: n for c, n in _to_generate(sampler_cfg, y, "over-sampling").items() if n > 0}
-    if not grow:
-        return overrides
-    counts = np.bincount(y, minlength=len(classes))
-    single = [classes[c] for c in sorted(grow) if counts[c] < 2]
-    if single:
-        raise UserError(f"resampling: class(es) {', '.join(map(repr, single))} have a single train sample, and "
-                        f"{sampler_cfg._target_.rsplit('.', 1)[-1]} needs at least two to interpolate. Use a smaller "
-                        "imbalance.ratio or resampling=none, or leave those classes out with a dict "
-                        "resampling.sampler.sampling_strategy.")
-    smallest = min(grow, key=lambda c: counts[c])
-    n_small = int(counts[smallest])
-    if n_small - 1 < k:
-        log.warning("resampling: class %r has %d train samples, too few for k_neighbors=%d; using k_neighbors=%d",
-                    classes[smallest], n_small, k, n_small - 1)
-        overrides["k_neighbors"] = n_small - 1
-    return overrides
+def fit_neighbours(sampler: Any, targets: dict[int, int], counts: np.ndarray, classes: list[str],
+                   name: str) -> dict[str, int]:
+    """Lower every neighbour setting to what the classes it needs allow (warning); UserError for 1-sample classes.
+
+    Returns the lowered settings as sklearn parameter names (smote__k_neighbors inside SMOTETomek).
+    """
+    lowered: dict[str, int] = {}
+    params = sampler.get_params(deep=True)
+    owners = {"": sampler} | {k: v for k, v in params.items() if hasattr(v, "get_params")}
+    for prefix, owner in owners.items():
+        rule = NEIGHBOURS.get(type(owner).__name__)
+        if rule is None:
+            continue
+        arg, extra, which = rule
+        key = f"{prefix}__{arg}" if prefix else arg
+        k = params[key]
+        if not isinstance(k, int):
+            continue  # a ready-made neighbours estimator: the user's to size
+        if which == "grow":
+            needy = [c for c, n in targets.items() if n > 0]
+        else:
+            needy = [min(np.flatnonzero(counts), key=lambda c: counts[c])]
+        if not needy:
+            continue
+        single = [classes[c] for c in sorted(needy) if counts[c] - extra < 1]
+        if single:
+            raise UserError(f"resampling={name}: class(es) {', '.join(map(repr, single))} have a single train "
+                            f"sample, and {type(owner).__name__} needs at least two to find a neighbour. Use a "
+                            "smaller imbalance.ratio or resampling=none, or leave those classes out with a dict "
+                            "resampling.sampler.sampling_strategy.")
+        smallest = min(needy, key=lambda c: counts[c])
+        allowed = int(counts[smallest]) - extra
+        if allowed < k:
+            log.warning("resampling=%s: class %r has %d train samples, too few for %s=%d; using %s=%d", name,
+                        classes[smallest], counts[smallest], arg, k, arg, allowed)
+            lowered[key] = allowed
+    sampler.set_params(**lowered)
+    return lowered
+
+
+def warn_if_slow(sampler: Any, shape: tuple[int, int], name: str) -> float | None:
+    """Warn before a sampler known to scale as samples^2 x features starts on a large split; return the estimate."""
+    per_cell = SLOW_SECONDS_PER_CELL.get(type(sampler).__name__)
+    if per_cell is None:
+        return None
+    n, d = shape
+    estimate = per_cell * n * n * d
+    if estimate > SLOW_WARN_S:
+        log.warning("resampling=%s is slow on large inputs: expect about %.0f min on this %d x %d train split "
+                    "(measured on 2 CPU cores; it grows with samples^2 x features). resampling=smote or "
+                    "resampling=balanced_sampler scale better.", name, estimate / 60, n, d)
+    return estimate
 
 
 def apply(train: Split, cfg: DictConfig, classes: list[str], seed: int) -> Resampled:
     """Resample the train split with cfg.sampler (an imblearn sampler), images flattened and reshaped back."""
+    if cfg.get("balanced_batches", False):
+        return Resampled(train, balanced_batches=True)
     if cfg.get("sampler") is None:
         return Resampled(train)
-    from hydra.utils import instantiate
-
-    overrides = _fit_k_neighbors(cfg.sampler, train.y, classes)
-    sampler = instantiate(cfg.sampler, random_state=seed, **overrides)
     shape = train.x.shape[1:]
     x2d = train.x.reshape(len(train.x), -1).astype(np.float32, copy=False)
+    counts = np.bincount(train.y, minlength=len(classes))
+    sampler = build(cfg, classes, seed)
+    targets = _targets(sampler, x2d, train.y, cfg.name)
+    lowered = fit_neighbours(sampler, targets, counts, classes, cfg.name)
+    warn_if_slow(sampler, x2d.shape, cfg.name)
     start = time.perf_counter()
     try:
         x_res, y_res = sampler.fit_resample(x2d, train.y)
+    except RuntimeError as e:  # ADASYN, when no sample of a class has a neighbour of another class
+        raise UserError(f"resampling={cfg.name}: a class it oversamples has no sample near another class, so "
+                        f"{type(sampler).__name__} has nothing to weight its new samples by (imblearn: {e}) Use "
+                        "resampling=smote or resampling=borderline_smote on this data.") from e
     except ValueError as e:
         raise UserError(f"resampling={cfg.name} failed on this train split: {e} Check the resampling.sampler "
-                        "settings; resampling.sampler.sampling_strategy takes 'auto', a dict {class: target_count}, "
-                        "or a float only for two classes.") from e
-    seconds = time.perf_counter() - start
-    params = {f"resampling.used.{k}": v for k, v in overrides.items()}
-    return Resampled(Split(x_res.reshape(-1, *shape).astype(np.float32), y_res.astype(np.int64)), seconds, params)
+                        "settings, or choose another sampler (resampling=smote works on any class of 2+ "
+                        "samples).") from e
+    params: dict[str, Any] = {f"resampling.used.{k.replace('__', '.')}": v for k, v in lowered.items()}
+    metrics = {"time/resample_s": time.perf_counter() - start}
+    if type(sampler).__module__.startswith("imblearn.over_sampling"):
+        after = np.bincount(y_res, minlength=len(classes))
+        not_grown = [c for c, n in targets.items() if n > 0 and after[c] <= counts[c]]
+        if not_grown:
+            # BorderlineSMOTE only interpolates from samples "in danger" (most neighbours of other classes);
+            # a class with none returns unchanged without a word from imblearn.
+            log.warning("resampling=%s generated no samples for class(es) %s (asked for %s); they train with their "
+                        "original counts. Try resampling=smote or a larger resampling.sampler.m_neighbors.",
+                        cfg.name, ", ".join(repr(classes[c]) for c in not_grown),
+                        ", ".join(str(targets[c]) for c in not_grown))
+            params["resampling.not_grown"] = ", ".join(classes[c] for c in not_grown)
+        metrics["resampling/classes_not_grown"] = float(len(not_grown))
+    return Resampled(Split(x_res.reshape(-1, *shape).astype(np.float32), y_res.astype(np.int64)), params, metrics)
 
+
+def balanced_counts(counts: list[int]) -> list[int]:
+    """Expected draws per class in one epoch of class-balanced batches: len(train) spread over present classes."""
+    present = sum(1 for n in counts if n > 0)
+    return [round(sum(counts) / present) if n > 0 else 0 for n in counts]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import data, imbalance, noise, resampling
+from trainer import data, imbalance, noise, resampling, ssl
 from trainer.config import UserError, validate
 from trainer.tracking import flatten, group_tags, mlflow_run, parent_run_id, resolve_uri, setup_experiment, ui_command
 
@@ -30,6 +30,7 @@ class Prepared:
     class_counts: dict[str, list[int]]
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    balanced_batches: bool = False  # resampling=balanced_sampler: the loop draws class-balanced batches
 
 
 @dataclass
@@ -43,7 +44,7 @@ class RunResult:
 
 
 def prepare(cfg: DictConfig) -> Prepared:
-    """Load and split the dataset; imbalance, noise and resampling on the train split only."""
+    """Load and split the dataset; imbalance, noise, withheld labels (ssl) and resampling on the train split only."""
     seed = int(cfg.seed)
     ds = data.load(cfg.dataset, cfg.split, seed)
     n = ds.num_classes
@@ -55,14 +56,19 @@ def prepare(cfg: DictConfig) -> Prepared:
     if cfg.noise.name != "none":
         counts["train_noisy"] = train.counts(n)
         metrics["noise/flip_rate"] = flip_rate
+    train, unlabeled = ssl.withhold_labels(train, cfg.ssl, n, seed)
+    if unlabeled is not None:
+        counts["train_labeled"] = train.counts(n)
     res = resampling.apply(train, cfg.resampling, ds.classes, seed)
-    counts["train_resampled"] = res.train.counts(n)
+    # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
+    counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
+                                 else res.train.counts(n))
     counts["val"], counts["test"] = ds.val.counts(n), ds.test.counts(n)
-    metrics["time/resample_s"] = res.seconds
-    ds = data.Dataset(res.train, ds.val, ds.test, ds.classes, ds.tabular)
+    metrics |= res.metrics
+    ds = data.Dataset(res.train, ds.val, ds.test, ds.classes, ds.tabular, unlabeled)
     if ds.tabular:
         ds = data.standardize(ds)
-    return Prepared(ds, counts, res.params, metrics)
+    return Prepared(ds, counts, res.params, metrics, res.balanced_batches)
 
 
 def pick_device(name: str):
@@ -103,6 +109,7 @@ def run(cfg: DictConfig) -> RunResult:
 
     from trainer.losses import build_loss, loss_weights
     from trainer.loop import FitConfig, Tensors, evaluate, fit
+    from trainer.optim import build_optimizer
 
     tags = group_tags(cfg) | {"device": str(device)}
     if parent:
@@ -129,8 +136,7 @@ def run(cfg: DictConfig) -> RunResult:
         if weights:
             mlflow.log_dict(weights, "loss_weights.json")
             mlflow.log_params({f"loss.used.{k}": str([round(w, 6) for w in v]) for k, v in weights.items()})
-        optim_cfg = {k: v for k, v in cfg.optim.items() if k != "name"}
-        optimizer = instantiate(optim_cfg, params=model.parameters())
+        optimizer = build_optimizer(cfg.optim, model)
 
         def tensors(split: data.Split) -> Tensors:
             return Tensors(torch.as_tensor(split.x, device=device), torch.as_tensor(split.y, device=device))
@@ -138,7 +144,10 @@ def run(cfg: DictConfig) -> RunResult:
         train, val, test = tensors(ds.train), tensors(ds.val), tensors(ds.test)
         fit_cfg = FitConfig(epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
                             patience=cfg.trainer.patience, min_delta=cfg.trainer.min_delta,
-                            l1=cfg.regularization.l1, l2=cfg.regularization.l2, grad_clip=cfg.trainer.grad_clip)
+                            l1=cfg.regularization.l1, l2=cfg.regularization.l2, grad_clip=cfg.trainer.grad_clip,
+                            balanced_batches=prep.balanced_batches)
+        pseudo = None if ds.unlabeled is None else ssl.PseudoLabeling(
+            tensors(ds.unlabeled).x, cfg.ssl.warmup_epochs, cfg.ssl.threshold)
         generator = torch.Generator().manual_seed(int(cfg.seed))
         history: list[dict[str, float]] = []  # per-epoch metrics, kept for the figures
 
@@ -148,7 +157,8 @@ def run(cfg: DictConfig) -> RunResult:
 
         train_start = time.perf_counter()
         with torch.autograd.set_detect_anomaly(cfg.trainer.get("detect_anomaly", False)):
-            result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator, on_epoch=on_epoch)
+            result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator, on_epoch=on_epoch,
+                         pseudo=pseudo)
         train_s = time.perf_counter() - train_start
 
         reg = (cfg.regularization.l1, cfg.regularization.l2)

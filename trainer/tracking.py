@@ -25,7 +25,8 @@ from trainer.config import UserError
 log = logging.getLogger(__name__)
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
-GROUPS = ("dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim")
+GROUPS = ("dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim", "ssl",
+          "remedy")  # remedy: only in the study presets (conf/experiment/), which choose one remedy per run
 MAX_PARAM_CHARS = 6000
 _SECRET = re.compile(r"(password|passwd|token|secret|credential|api_?key|access_?key|private_?key)", re.I)
 
