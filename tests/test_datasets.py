@@ -105,7 +105,7 @@ def test_missing_files_with_download_off_say_so(tmp_path):
 
 def test_files_that_fail_torchvisions_checks_are_called_corrupted(files, tmp_path):
     write_cifar10(tmp_path)  # not the official bytes: torchvision's md5 check refuses them
-    with pytest.raises(UserError, match="cannot be read by torchvision .*incomplete or corrupted"):
+    with pytest.raises(UserError, match="torchvision cannot use the files in .*incomplete or corrupted"):
         load_torchvision("cifar10", str(tmp_path), download=False)
     write_mnist(tmp_path)
     image_file = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
@@ -148,18 +148,28 @@ def test_each_dataset_trains_and_logs_a_finished_run(files, fake_cifar_checksums
     assert sum(k.startswith("test/recall/") for k in r.data.metrics) == classes
 
 
-def test_images_sit_on_the_device_as_uint8_and_a_model_learns_them(files, run_cfg):
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: checked on CPU only")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_images_sit_on_the_device_as_uint8_and_a_model_learns_them(files, run_cfg, device):
     seen = {}
 
     def spy(model, loss_fn, optimizer, train, val, *args, **kwargs):
-        seen.update(train=train.x.dtype, val=val.x.dtype)
+        seen.update(train=(train.x.dtype, train.x.device.type), val=(val.x.dtype, val.x.device.type))
         return fit(model, loss_fn, optimizer, train, val, *args, **kwargs)
 
     fit = loop.fit
     with mock.patch.object(loop, "fit", spy):
-        result = run(run_cfg(*chosen("mnist", files), "imbalance=none", "trainer.epochs=6"))
-    assert seen["train"] == seen["val"] == torch.uint8
+        result = run(run_cfg(*chosen("mnist", files), "imbalance=none", "trainer.epochs=6", f"trainer.device={device}"))
+    assert seen["train"] == seen["val"] == (torch.uint8, device)
     assert result.test["accuracy"] > 0.5  # ten classes: chance is 0.1
+
+
+def test_augmented_runs_are_reproducible_from_the_seed(files, run_cfg):
+    overrides = [*chosen("image_folder", files), "dataset.augment=true", "model=cnn"]
+    a, b = run(run_cfg(*overrides, "seed=3")), run(run_cfg(*overrides, "seed=3"))
+    assert a.test == b.test and a.val == b.val
 
 
 def test_smote_on_images_trains_on_float_pixels(files, run_cfg):
@@ -240,8 +250,8 @@ def test_table_column_errors_name_the_setting_and_the_columns(files, tmp_path, b
 def test_non_numeric_value_in_a_numeric_column_names_column_row_and_value(files, tmp_path):
     df = files.df.astype({"weight": object})
     df.loc[7, "weight"] = "heavy"
-    with pytest.raises(UserError, match=r"column 'weight' holds numbers but also non-numeric values \('heavy'\) in "
-                                        r"data row\(s\) 8\. .*dataset.categorical"):
+    with pytest.raises(UserError, match=r"'weight' holds numbers but also non-numeric values \('heavy'\) in "
+                                        r"data row\(s\) 8: .*dataset.categorical"):
         prepare(make_cfg(*write(df, tmp_path)))
     df = files.df.copy()
     df.loc[[2, 9], "height"] = np.nan
@@ -249,17 +259,24 @@ def test_non_numeric_value_in_a_numeric_column_names_column_row_and_value(files,
         prepare(make_cfg(*write(df, tmp_path)))
 
 
+def test_every_unusable_column_is_named_at_once_with_the_override_that_leaves_them_out(files, tmp_path):
+    df = files.df.assign(name=[f"animal-{i}" for i in range(len(files.df))], **{"hind legs": 4.0})
+    df.loc[0, "height"] = np.nan
+    with pytest.raises(UserError) as err:
+        prepare(make_cfg(*write(df, tmp_path)))
+    message = str(err.value)
+    assert "2 column(s)" in message and "'height' is empty in data row(s) 1" in message
+    assert "'name' has 150 distinct non-numeric values, more than dataset.max_categories=50" in message
+    assert message.endswith("dataset.features=[weight,colour,'hind legs'].")
+    fixed = make_cfg(*write(df, tmp_path), "dataset.features=[weight,colour,'hind legs']")
+    assert prepare(fixed).dataset.input_shape == (2 + 3,)
+
+
 def test_a_class_with_a_single_row_is_named(files, tmp_path):
     import pandas as pd
 
     df = pd.concat([files.df, files.df.iloc[:1].assign(species="eel")])
     with pytest.raises(UserError, match=r"dataset.target=species: class\(es\) 'eel' \(1 row\) have fewer than 3 rows"):
-        prepare(make_cfg(*write(df, tmp_path)))
-
-
-def test_an_id_column_of_text_is_refused_as_a_category(files, tmp_path):
-    df = files.df.assign(name=[f"animal-{i}" for i in range(len(files.df))])
-    with pytest.raises(UserError, match=r"column 'name' has 150 distinct non-numeric values.*max_categories=50"):
         prepare(make_cfg(*write(df, tmp_path)))
 
 

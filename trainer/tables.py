@@ -5,6 +5,7 @@ they are only checked and placed first, so the Source can say which columns to s
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,21 +65,38 @@ def _labels(column, target: str) -> tuple[np.ndarray, list[str]]:
     return y.astype(np.int64), classes
 
 
-def _numeric(column, name: str):
-    """The column as float32, or a UserError naming the first non-numeric or empty cells."""
+def _numeric(column, name: str) -> np.ndarray:
+    """The column as float32, or a UserError naming its first non-numeric or empty cells."""
     import pandas as pd
 
     as_number = pd.to_numeric(column, errors="coerce") if not pd.api.types.is_bool_dtype(column) else column
     bad = column.notna() & as_number.isna()
     if bad.any():
         examples = ", ".join(repr(v) for v in column[bad].unique()[:3])
-        raise UserError(f"dataset: column {name!r} holds numbers but also non-numeric values ({examples}) in data "
-                        f"row(s) {_rows(bad)}. Fix or remove those rows, list the column in dataset.categorical to "
-                        "one-hot encode it, or leave it out of dataset.features.")
+        raise UserError(f"{name!r} holds numbers but also non-numeric values ({examples}) in data row(s) "
+                        f"{_rows(bad)}: fix those cells, or list the column in dataset.categorical to one-hot "
+                        "encode it")
     if as_number.isna().any():
-        raise UserError(f"dataset: numeric column {name!r} is empty in data row(s) {_rows(as_number.isna())}. "
-                        "Fill those cells or remove the rows, or leave the column out of dataset.features.")
+        raise UserError(f"numeric column {name!r} is empty in data row(s) {_rows(as_number.isna())}: fill those "
+                        "cells or remove the rows")
     return as_number.to_numpy(dtype=np.float32)
+
+
+def _one_hot(column, name: str, max_categories: int) -> np.ndarray:
+    """0/1 columns, one per category (empty cells are a category of their own)."""
+    import pandas as pd
+
+    values = column.astype("string").fillna("<missing>")
+    if values.nunique() > max_categories:
+        raise UserError(f"{name!r} has {values.nunique()} distinct non-numeric values, more than "
+                        f"dataset.max_categories={max_categories} (an id or free text?): raise dataset.max_categories "
+                        "to one-hot encode it anyway")
+    return pd.get_dummies(values, dtype=np.float32).to_numpy()
+
+
+def _override_value(names: list[str]) -> str:
+    """A list as a Hydra override value, quoting the names that are not plain words."""
+    return "[" + ",".join(n if re.fullmatch(r"[\w.\-]+", n) else repr(n) for n in names) + "]"
 
 
 def _is_categorical(column, name: str, listed: list[str] | None) -> bool:
@@ -125,16 +143,19 @@ def load_table(cfg: DictConfig) -> Source:
         raise UserError(f"dataset.features: {cfg.path} has no column besides the target {cfg.target!r}.")
     y, classes = _labels(df[cfg.target], cfg.target)
 
-    numeric, onehot = [], []
+    numeric, onehot, problems = {}, {}, {}
     for name in features:
-        if not _is_categorical(df[name], name, listed):
-            numeric.append(_numeric(df[name], name))
-            continue
-        values = df[name].astype("string").fillna("<missing>")
-        if values.nunique() > cfg.max_categories:
-            raise UserError(f"dataset: column {name!r} has {values.nunique()} distinct non-numeric values; one-hot "
-                            f"encoding would add as many features (dataset.max_categories={cfg.max_categories}). "
-                            "Leave it out of dataset.features (an id or free text?) or raise dataset.max_categories.")
-        onehot.append(pd.get_dummies(values, dtype=np.float32).to_numpy())
-    x = np.column_stack(numeric + onehot).astype(np.float32)
+        try:
+            if _is_categorical(df[name], name, listed):
+                onehot[name] = _one_hot(df[name], name, cfg.max_categories)
+            else:
+                numeric[name] = _numeric(df[name], name)
+        except UserError as e:  # gathered, so that one message names every column to fix
+            problems[name] = str(e)
+    if problems:
+        usable = [n for n in features if n not in problems]
+        leave_out = f", or leave them out: dataset.features={_override_value(usable)}" if usable else ""
+        raise UserError(f"dataset: {len(problems)} column(s) of {cfg.path} cannot be used as they are: "
+                        f"{'; '.join(problems.values())}. Fix the file{leave_out}.")
+    x = np.column_stack(list(numeric.values()) + list(onehot.values())).astype(np.float32)
     return Source(x, y, classes, tabular=True, numeric=tuple(range(len(numeric))))

@@ -70,8 +70,8 @@ def load_torchvision(name: str, root: str, download: bool) -> Source:
               if len(missing) == len(files) else
               f"dataset={name}: {', '.join(missing)} missing from {folder.resolve()}/ (expected {', '.join(files)}{gz})")
     top = folder.relative_to(root_path).parts[0]
-    fix = (f"On a machine with internet run  {download_command(cls, root_path)}  and copy {root_path / top}/ to "
-           f"{root_path.resolve()}/ here, or set dataset.root to the folder that holds {top}/.")
+    fix = (f"On a machine with internet run  {download_command(cls, root_path)}  and copy the {root_path / top}/ it "
+           f"makes into {root_path.resolve()}/ here, or set dataset.root to the folder that holds {top}/.")
     if missing and not download:
         raise UserError(f"{absent}, and dataset.download=false. {fix} Or set dataset.download=true on a machine "
                         "with internet.")
@@ -83,10 +83,8 @@ def load_torchvision(name: str, root: str, download: bool) -> Source:
         reason = " ".join(str(e).split())[-300:]
         if missing:
             raise UserError(f"{absent}, and downloading them failed ({reason}). {fix}") from e
-        problem = ("fail torchvision's checksums and downloading fresh copies failed" if download else
-                   "cannot be read by torchvision")
-        raise UserError(f"dataset={name}: the files in {folder.resolve()}/ {problem} ({reason}); incomplete or "
-                        f"corrupted? Delete {folder}/ and download again. {fix}") from e
+        raise UserError(f"dataset={name}: torchvision cannot use the files in {folder.resolve()}/ ({reason}): "
+                        f"incomplete or corrupted? Delete {folder}/ and download again. {fix}") from e
     return Source(*_arrays(train), list(train.classes), images=True, test=Split(*_arrays(test)))
 
 
