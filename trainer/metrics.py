@@ -1,4 +1,11 @@
-"""Imbalance-aware classification metrics of a whole evaluation set, from its logits in one pass."""
+"""Imbalance-aware classification metrics of a whole evaluation set, from its logits in one pass.
+
+The metrics come from the confusion matrix and a 15-bin confidence histogram, computed with numpy after
+one device-to-host copy per set. Measured on this stack (2-core CPU): scikit-learn's metric functions cost
+about 6.5 ms per epoch even on 360 samples (their input checks dominate), more than a whole digits epoch,
+and importing torchmetrics costs about 3 s at start-up because it imports torchvision. The formulas below
+are tested to equal scikit-learn's and torchmetrics' on random inputs (tests/test_metrics.py).
+"""
 from __future__ import annotations
 
 import re
@@ -10,8 +17,9 @@ import torch.nn.functional as F
 ECE_BINS = 15
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|.
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray,
+                     n_bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: (number of samples, sum of confidences, number correct).
 
     Bins are [lo, hi), confidence 1.0 in the last one, as torchmetrics' MulticlassCalibrationError bins them.
     """
@@ -20,33 +28,61 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     total = np.bincount(which, minlength=n_bins)
     conf_sum = np.bincount(which, weights=confidence, minlength=n_bins)
     acc_sum = np.bincount(which, weights=correct.astype(np.float64), minlength=n_bins)
+    return total, conf_sum, acc_sum
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
+    _, conf_sum, acc_sum = calibration_bins(confidence, correct, n_bins)
     return float(np.abs(acc_sum - conf_sum).sum() / max(len(confidence), 1))
+
+
+def from_confusion(cm: np.ndarray) -> dict[str, float | np.ndarray]:
+    """accuracy, balanced_accuracy, macro_f1 and per-class recall of a confusion matrix (rows: true class).
+
+    As scikit-learn defines them: balanced accuracy averages recall over the classes present in the
+    truth; macro F1 averages 2TP / (2TP + FP + FN) over all classes, 0 where a class has no TP, FP or FN.
+    """
+    tp = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    present = support > 0
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+    f1_den = support + predicted
+    f1 = np.divide(2 * tp, f1_den, out=np.zeros_like(tp), where=f1_den > 0)
+    return {
+        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1.mean()),
+        "recall": recall,
+    }
 
 
 def classification_metrics(logits: torch.Tensor, target: torch.Tensor, classes: list[str] | int,
                            per_class: bool = False) -> dict[str, float]:
     """ce, accuracy, balanced_accuracy, macro_f1 and ece of a set; with per_class, recall/<name> of each class.
 
-    ce is the plain mean cross-entropy of the true class. The logits are read to the host once.
+    ce is the plain mean cross-entropy of the true class. The set is read to the host once.
     """
-    from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
-
-    ce = F.cross_entropy(logits.float(), target)
-    probs = torch.softmax(logits.float(), dim=-1)
-    conf, pred = probs.max(dim=-1)
-    ce, conf, pred, y = ce.item(), conf.double().cpu().numpy(), pred.cpu().numpy(), target.cpu().numpy()
     names = [str(c) for c in range(classes)] if isinstance(classes, int) else classes
-    labels = list(range(len(names)))
+    num_classes = len(names)
+    logits = logits.float()
+    with torch.no_grad():
+        ce = F.cross_entropy(logits, target, reduction="none")
+        conf, pred = torch.softmax(logits, dim=-1).max(dim=-1)
+        host = torch.stack([ce.double(), conf.double(), pred.double(), target.double()]).cpu().numpy()
+    ce_mean = float(host[0].mean())
+    conf_np, pred_np, y_np = host[1], host[2].astype(np.int64), host[3].astype(np.int64)
+    cm = np.bincount(y_np * num_classes + pred_np, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    scores = from_confusion(cm)
     out = {
-        "ce": ce,
-        "accuracy": float((pred == y).mean()),
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-        "ece": expected_calibration_error(conf, pred == y),
+        "ce": ce_mean,
+        "accuracy": scores["accuracy"],
+        "balanced_accuracy": scores["balanced_accuracy"],
+        "macro_f1": scores["macro_f1"],
+        "ece": expected_calibration_error(conf_np, pred_np == y_np),
     }
     if per_class:
-        recalls = recall_score(y, pred, labels=labels, average=None, zero_division=0)
-        out.update({f"recall/{metric_key(n)}": float(r) for n, r in zip(names, recalls)})
+        out.update({f"recall/{metric_key(n)}": float(r) for n, r in zip(names, scores["recall"])})
     return out
 
 

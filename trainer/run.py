@@ -136,9 +136,14 @@ def run(cfg: DictConfig) -> RunResult:
                             patience=cfg.trainer.patience, min_delta=cfg.trainer.min_delta,
                             l1=cfg.regularization.l1, l2=cfg.regularization.l2, grad_clip=cfg.trainer.grad_clip)
         generator = torch.Generator().manual_seed(int(cfg.seed))
+        history: list[dict[str, float]] = []  # per-epoch metrics, kept for the figures
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            mlflow.log_metrics(metrics, step=epoch)
+            history.append({"epoch": epoch} | metrics)
+
         train_start = time.perf_counter()
-        result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator,
-                     on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
+        result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator, on_epoch=on_epoch)
         train_s = time.perf_counter() - train_start
 
         reg = (cfg.regularization.l1, cfg.regularization.l2)
@@ -147,6 +152,18 @@ def run(cfg: DictConfig) -> RunResult:
         mlflow.log_metrics({f"test/{k}": v for k, v in final_test.items()}
                            | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
                               "time/train_s": train_s} | prep.metrics, step=result.epochs_run)
+
+        # --- figures (trainer/figures.py) ---
+        from trainer import figures
+        from trainer.loop import predict
+
+        figures_start = time.perf_counter()
+        probs = torch.softmax(predict(model, test.x).float(), dim=-1).cpu().numpy()
+        figures.log_figures(figures.make_figures(figures.FigureInputs(
+            probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, history, result.best_epoch,
+            figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), output_dir)
+        mlflow.log_metric("time/figures_s", time.perf_counter() - figures_start, step=result.epochs_run)
+        # --- end figures ---
 
     out = RunResult(run_id, final_val, final_test, result.best_epoch, result.epochs_run,
                     time.perf_counter() - start)

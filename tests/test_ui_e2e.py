@@ -1,0 +1,152 @@
+"""The MLflow UI as a user sees it: a sweep and its comparison, opened in a real headless Chromium.
+
+Needs Debian's chromium (/usr/bin/chromium) and the playwright package (dev extra); `.ci/run` installs the
+browser and runs `python -m pytest -m e2e`. Screenshots are kept in $E2E_ARTIFACT_DIR (default outputs/e2e/).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, train_cli
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+# --headless comes from headless=True, a fresh --user-data-dir from launch_persistent_context (playwright
+# refuses that flag in args); the rest keeps the browser from reaching out or doing first-run work.
+FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 90_000  # the UI is slow to render on two shared cores
+
+
+def _require_browser() -> None:
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[dev]')")
+    if missing:
+        reason = "e2e test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # CI installs both: missing there is a broken setup, not a skip
+        pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def artifact_dir() -> Path:
+    path = Path(os.environ.get("E2E_ARTIFACT_DIR", ROOT / "outputs" / "e2e"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _start_ui(store: str, cwd: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1"], cwd=cwd, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"mlflow ui exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2).close()
+            return proc, url
+        except OSError:
+            time.sleep(1)
+    _stop(proc)
+    raise AssertionError(f"mlflow ui did not answer on {url} within 180 s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    # The server runs in its own session: signal its process group, which holds the uvicorn worker too.
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    return struct.unpack(">II", path.read_bytes()[16:24])
+
+
+def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir):
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    sweep = train_cli("-m", "loss=plain,weighted", "seed=0,1", "trainer.epochs=2", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    compare = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare.py")], cwd=tmp_path,
+                             capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                  if k != "MLFLOW_TRACKING_URI"})
+    assert compare.returncode == 0, compare.stderr
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(store)
+    experiment_id = client.get_experiment_by_name("ce-harness").experiment_id
+    runs = client.search_runs([experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("sweep") == "parent")
+    children = sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    assert len(children) == 4
+    curves = next((tmp_path / "outputs" / "compare").glob("*/curves.png"))
+
+    server, url = _start_ui(store, tmp_path, tmp_path / "mlflow_ui.log")
+    try:
+        with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+            browser = p.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
+                                                           args=FLAGS, viewport={"width": 1600, "height": 1000})
+            page = browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            try:
+                # The runs list: the parent row, expanded, shows every child under its readable name.
+                page.goto(f"{url}/#/experiments/{experiment_id}/runs")
+                row = page.get_by_role("row").filter(has=page.get_by_role("link", name=parent.info.run_name,
+                                                                          exact=True))
+                row.get_by_role("gridcell").nth(1).get_by_role("button").first.click()  # expand the sweep
+                for name in children:
+                    page.get_by_role("link", name=name, exact=True).wait_for()
+                listed = {a.inner_text() for a in page.get_by_role("link").all()}
+                assert {parent.info.run_name, *children} <= listed
+                page.screenshot(path=artifact_dir / "runs.png", full_page=True)
+
+                # The parent run's artifacts: the comparison table and the curves picture open.
+                page.goto(f"{url}/#/experiments/{experiment_id}/runs/{parent.info.run_id}/artifacts")
+                page.get_by_text("compare", exact=True).first.click()
+                page.get_by_text("table.md", exact=True).click()
+                page.get_by_text("ranked by test/balanced_accuracy").wait_for()
+                body = page.inner_text("body")
+                assert "loss" in body and "plain" in body and "weighted" in body
+                page.screenshot(path=artifact_dir / "parent_table.png", full_page=True)
+                page.get_by_text("curves.png", exact=True).click()
+                width, height = _png_size(curves)
+                page.wait_for_function("([w, h]) => [...document.images].some(i => i.complete && "
+                                       "i.naturalWidth === w && i.naturalHeight === h)", arg=[width, height])
+                page.screenshot(path=artifact_dir / "parent_curves.png", full_page=True)
+            except Exception:
+                page.screenshot(path=artifact_dir / "failure.png", full_page=True)
+                raise
+            finally:
+                browser.close()
+    finally:
+        _stop(server)
