@@ -21,9 +21,14 @@ def test_groups_of_the_design_are_present():
         assert make_cfg()[group].name == option, f"default of {group} should be {option}"
 
 
+# Options that cannot run without a setting of the user's (their file or folder).
+REQUIRED = {("dataset", "csv"): ["dataset.path=my.csv", "dataset.target=label"],
+            ("dataset", "image_folder"): ["dataset.path=pets/"]}
+
+
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_option_composes_and_validates(group, option):
-    cfg = make_cfg(f"{group}={option}")
+    cfg = make_cfg(f"{group}={option}", *REQUIRED.get((group, option), []))
     assert cfg[group].name == option
     validate(cfg)
 

@@ -99,6 +99,34 @@ def validate(cfg: DictConfig) -> None:
         _check(cfg, "ssl.warmup_epochs", lambda v: _is_int(v) and v >= 0, "an integer >= 0, e.g. 5")
         _check(cfg, "ssl.threshold", lambda v: _is_num(v) and 0 <= v < 1, "a probability in [0, 1), e.g. 0.95")
 
+    _validate_dataset(cfg)
+
+
+def _is_names(v: Any) -> bool:
+    return v is None or (isinstance(v, (list, ListConfig)) and all(isinstance(n, str) for n in v))
+
+
+def _validate_dataset(cfg: DictConfig) -> None:
+    """The settings of the file-backed datasets (mnist, fashion_mnist, cifar10, csv, image_folder)."""
+    name = _get(cfg, "dataset.name")
+    if name in ("mnist", "fashion_mnist", "cifar10"):
+        _check(cfg, "dataset.root", lambda v: isinstance(v, str) and v != "", "a folder, e.g. dataset.root=data/")
+        _check(cfg, "dataset.download", lambda v: isinstance(v, bool), "true or false")
+    elif name == "csv":
+        _check(cfg, "dataset.path", lambda v: isinstance(v, str) and v != "",
+               "your .csv, .tsv or .parquet file, e.g. dataset.path=my.csv")
+        _check(cfg, "dataset.target", lambda v: isinstance(v, str) and v != "",
+               "the name of the class column, e.g. dataset.target=label")
+        for key in ("dataset.features", "dataset.categorical"):
+            _check(cfg, key, _is_names, "null or a list of column names, e.g. [age,income]")
+        _check(cfg, "dataset.max_categories", lambda v: _is_int(v) and v >= 2, "an integer >= 2")
+    elif name == "image_folder":
+        _check(cfg, "dataset.path", lambda v: isinstance(v, str) and v != "",
+               "the folder holding one sub-folder of images per class, e.g. dataset.path=~/pets")
+        _check(cfg, "dataset.image_size", lambda v: _is_int(v) and v >= 8, "an integer >= 8 (pixels)")
+        _check(cfg, "dataset.grayscale", lambda v: isinstance(v, bool), "true or false")
+    _check(cfg, "dataset.augment", lambda v: isinstance(v, bool), "true or false")
+
 
 def _validate_loss(cfg: DictConfig) -> None:
     name = _get(cfg, "loss.name")

@@ -3,10 +3,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trainer.config import UserError
+
+
+def build(model_cfg: Any, in_shape: Sequence[int], num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """The model conf/model/ describes (its _target_ and settings), for inputs of in_shape and num_classes outputs.
+
+    A UserError raised while building (a model that does not fit the data) comes out as itself, not wrapped in
+    Hydra's InstantiationException, so the run ends with its one-line message.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    settings = {k: v for k, v in model_cfg.items() if k != "name"}
+    try:
+        return instantiate(settings, in_shape=in_shape, num_classes=num_classes, dropout=dropout)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
 
 
 class NormedLinear(nn.Module):
@@ -94,3 +115,42 @@ class CNN(nn.Module):
         if self.unsqueeze:
             x = x.unsqueeze(1)
         return self.head(self.features(x))
+
+
+def resnet18(in_shape: Sequence[int], num_classes: int, weights: str | None = None, dropout: float = 0.0,
+             small_stem_below: int = 64, normed_head: bool = False) -> nn.Module:
+    """torchvision's ResNet-18 for images (C, H, W), with num_classes outputs.
+
+    Inputs smaller than small_stem_below px get the CIFAR-style stem (3x3 conv, stride 1, no max-pool): the
+    ImageNet stem would shrink a 32 px image to 8 px before the first block. `weights` names torchvision
+    weights (IMAGENET1K_V1, DEFAULT) or null for a random initialisation; with weights, the new stem (if any)
+    and the classifier are fresh. Dropout, if any, acts on the pooled features before the classifier, which is
+    a cosine classifier with normed_head.
+    """
+    import torchvision.models as tvm
+
+    if len(in_shape) != 3:
+        raise UserError(f"model=resnet18 takes images (C, H, W), but this dataset gives feature vectors of shape "
+                        f"{tuple(in_shape)}: use model=mlp, logreg or cnn.")
+    try:
+        net = tvm.resnet18(weights=weights) if weights else tvm.resnet18(num_classes=num_classes)
+    except KeyError as e:
+        raise UserError(f"model.weights={weights} is not a torchvision weight of ResNet-18: use null, DEFAULT or "
+                        f"{', '.join(w.name for w in tvm.ResNet18_Weights)}.") from e
+    except OSError as e:  # URLError: no network to fetch the weights
+        raise UserError(f"model.weights={weights}: downloading the weights failed ({e}). Run once on a machine with "
+                        "internet (torch keeps them in ~/.cache/torch/hub/checkpoints), or use model.weights=null.") \
+            from e
+    channels, size = in_shape[0], min(in_shape[1:])
+    if size < small_stem_below:
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif channels != net.conv1.in_channels:
+        stem = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        if weights and channels == 1:  # a grey image is the sum of equal R, G and B: sum the pretrained kernels
+            stem.weight.data = net.conv1.weight.data.sum(dim=1, keepdim=True)
+        net.conv1 = stem
+    if weights or dropout or normed_head:
+        head = classifier(net.fc.in_features, num_classes, normed_head)
+        net.fc = nn.Sequential(nn.Dropout(dropout), head) if dropout else head
+    return net

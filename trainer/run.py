@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,7 @@ def prepare(cfg: DictConfig) -> Prepared:
                                  else res.train.counts(n))
     counts["val"], counts["test"] = ds.val.counts(n), ds.test.counts(n)
     metrics |= res.metrics
-    ds = data.Dataset(res.train, ds.val, ds.test, ds.classes, ds.tabular, unlabeled)
+    ds = replace(ds, train=res.train, unlabeled=unlabeled)
     if ds.tabular:
         ds = data.standardize(ds)
     return Prepared(ds, counts, res.params, metrics, res.balanced_batches)
@@ -107,9 +107,11 @@ def run(cfg: DictConfig) -> RunResult:
     import torch
     from hydra.utils import instantiate
 
+    from trainer.inputs import with_inputs
     from trainer.losses import build_loss, loss_weights
     from trainer.loop import FitConfig, Tensors, evaluate, fit
     from trainer.optim import build_optimizer
+    from trainer.models import build as build_model
 
     tags = group_tags(cfg) | {"device": str(device)}
     if parent:
@@ -128,9 +130,8 @@ def run(cfg: DictConfig) -> RunResult:
             mlflow.log_params(prep.params)
 
         torch.manual_seed(int(cfg.seed))
-        model_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
-        model = instantiate(model_cfg, in_shape=ds.input_shape, num_classes=ds.num_classes,
-                            dropout=cfg.regularization.dropout).to(device)
+        model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout)
+        model = with_inputs(model, ds, cfg.dataset).to(device)  # images: normalised (and augmented) on the device
         loss_fn = build_loss(cfg.loss, prep.class_counts["train_resampled"]).to(device)
         weights = loss_weights(loss_fn)
         if weights:

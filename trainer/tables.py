@@ -1,0 +1,161 @@
+"""A user's table (CSV or parquet) as a labelled dataset: numeric columns as they are, categorical ones one-hot.
+
+Numeric columns are standardised later, with train-split statistics only (trainer.data.standardize); here
+they are only checked and placed first, so the Source can say which columns to scale.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from trainer.config import UserError
+from trainer.data import Source
+
+PARQUET = (".parquet", ".pq")
+
+
+def read_table(path: str):
+    """The file as a pandas DataFrame: parquet by its suffix, CSV otherwise (tab-separated for .tsv)."""
+    import pandas as pd
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"dataset.path={path}: no such file (relative paths start from the working directory "
+                        f"{Path.cwd()}).")
+    try:
+        if file.suffix.lower() in PARQUET:
+            return pd.read_parquet(file)
+        return pd.read_csv(file, sep="\t" if file.suffix.lower() == ".tsv" else ",")
+    except ImportError as e:
+        raise UserError(f"dataset.path={path}: pandas needs a parquet engine to read it ({e}). "
+                        "Install one: pip install pyarrow") from e
+    except (ValueError, OSError) as e:  # pandas' parser and empty-data errors are ValueErrors
+        raise UserError(f"dataset.path={path}: pandas cannot read it as a "
+                        f"{'parquet' if file.suffix.lower() in PARQUET else 'CSV'} file ({e}).") from e
+
+
+def _rows(mask) -> str:
+    rows = [str(i + 1) for i in np.flatnonzero(np.asarray(mask))]
+    return ", ".join(rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+
+
+def _labels(column, target: str) -> tuple[np.ndarray, list[str]]:
+    """Integer labels and sorted class names of the target column."""
+    import pandas as pd
+
+    if column.isna().any():
+        raise UserError(f"dataset.target={target}: the column is empty in data row(s) {_rows(column.isna())}. "
+                        "Give every row a class, or remove those rows.")
+    values = column.to_numpy()
+    if pd.api.types.is_float_dtype(column) and np.all(values == np.round(values)):
+        values = values.astype(np.int64)  # 0.0 / 1.0 read from a file are the classes 0 and 1
+    uniques, y = np.unique(values, return_inverse=True)
+    classes = [str(u) for u in uniques]
+    counts = np.bincount(y, minlength=len(classes))
+    if counts.min() < 3:
+        small = [f"{classes[c]!r} ({counts[c]} row{'s' if counts[c] > 1 else ''})" for c in np.flatnonzero(counts < 3)]
+        hint = (f" The column has {len(classes)} distinct values for {len(values)} rows: is dataset.target a class "
+                "column?" if len(classes) > len(values) / 3 else "")
+        raise UserError(f"dataset.target={target}: class(es) {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}"
+                        " have fewer than 3 rows, and a stratified train/val/test split needs one of each class in "
+                        f"every part. Add rows of those classes, merge them into others, or drop them.{hint}")
+    return y.astype(np.int64), classes
+
+
+def _numeric(column, name: str) -> np.ndarray:
+    """The column as float32, or a UserError naming its first non-numeric or empty cells."""
+    import pandas as pd
+
+    as_number = pd.to_numeric(column, errors="coerce") if not pd.api.types.is_bool_dtype(column) else column
+    bad = column.notna() & as_number.isna()
+    if bad.any():
+        examples = ", ".join(repr(v) for v in column[bad].unique()[:3])
+        raise UserError(f"{name!r} holds numbers but also non-numeric values ({examples}) in data row(s) "
+                        f"{_rows(bad)}: fix those cells, or list the column in dataset.categorical to one-hot "
+                        "encode it")
+    if as_number.isna().any():
+        raise UserError(f"numeric column {name!r} is empty in data row(s) {_rows(as_number.isna())}: fill those "
+                        "cells or remove the rows")
+    return as_number.to_numpy(dtype=np.float32)
+
+
+def _one_hot(column, name: str, max_categories: int) -> np.ndarray:
+    """0/1 columns, one per category (empty cells are a category of their own)."""
+    import pandas as pd
+
+    values = column.astype("string").fillna("<missing>")
+    if values.nunique() > max_categories:
+        raise UserError(f"{name!r} has {values.nunique()} distinct non-numeric values, more than "
+                        f"dataset.max_categories={max_categories} (an id or free text?): raise dataset.max_categories "
+                        "to one-hot encode it anyway")
+    return pd.get_dummies(values, dtype=np.float32).to_numpy()
+
+
+def _override_value(names: list[str]) -> str:
+    """A list as a Hydra override value, quoting the names that are not plain words."""
+    return "[" + ",".join(n if re.fullmatch(r"[\w.\-]+", n) else repr(n) for n in names) + "]"
+
+
+def _is_categorical(column, name: str, listed: list[str] | None) -> bool:
+    """Listed in dataset.categorical; or, when that is null, mostly non-numeric text."""
+    import pandas as pd
+
+    if listed is not None:
+        return name in listed
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    present = column.dropna()
+    return pd.to_numeric(present, errors="coerce").notna().sum() < len(present) / 2
+
+
+def load_table(cfg: DictConfig) -> Source:
+    """Read cfg.path; cfg.target is the class column, cfg.features (default: all others) the inputs.
+
+    Categorical columns (cfg.categorical, or when null the mostly non-numeric ones) are one-hot encoded over the
+    categories of the whole file; numeric ones come first and are the columns standardised later.
+    """
+    import pandas as pd
+
+    if not cfg.get("path") or not cfg.get("target"):
+        raise UserError("dataset=csv needs dataset.path=FILE (.csv, .tsv or .parquet) and dataset.target=COLUMN "
+                        "(the class column), e.g. python train.py dataset=csv dataset.path=my.csv "
+                        "dataset.target=label")
+    df = read_table(cfg.path)
+    columns = [str(c) for c in df.columns]
+    df.columns = columns
+    features = list(cfg.features) if cfg.get("features") is not None else [c for c in columns if c != cfg.target]
+    listed = list(cfg.categorical) if cfg.get("categorical") is not None else None
+    for key, names in (("dataset.target", [cfg.target]), ("dataset.features", features),
+                       ("dataset.categorical", listed or [])):
+        missing = [n for n in names if n not in columns]
+        if missing:
+            raise UserError(f"{key}: no column {', '.join(map(repr, missing))} in {cfg.path}; its columns are "
+                            f"{', '.join(columns)}.")
+    if cfg.target in features:
+        raise UserError(f"dataset.features lists the target column {cfg.target!r}: leave it out.")
+    if listed and set(listed) - set(features):
+        raise UserError(f"dataset.categorical lists {sorted(set(listed) - set(features))}, which are not in "
+                        "dataset.features.")
+    if not features:
+        raise UserError(f"dataset.features: {cfg.path} has no column besides the target {cfg.target!r}.")
+    y, classes = _labels(df[cfg.target], cfg.target)
+
+    numeric, onehot, problems = {}, {}, {}
+    for name in features:
+        try:
+            if _is_categorical(df[name], name, listed):
+                onehot[name] = _one_hot(df[name], name, cfg.max_categories)
+            else:
+                numeric[name] = _numeric(df[name], name)
+        except UserError as e:  # gathered, so that one message names every column to fix
+            problems[name] = str(e)
+    if problems:
+        usable = [n for n in features if n not in problems]
+        leave_out = f", or leave them out: dataset.features={_override_value(usable)}" if usable else ""
+        raise UserError(f"dataset: {len(problems)} column(s) of {cfg.path} cannot be used as they are: "
+                        f"{'; '.join(problems.values())}. Fix the file{leave_out}.")
+    x = np.column_stack(list(numeric.values()) + list(onehot.values())).astype(np.float32)
+    return Source(x, y, classes, tabular=True, numeric=tuple(range(len(numeric))))
