@@ -1,6 +1,7 @@
 """Continuing an interrupted run: find it in MLflow, check that it is the same experiment, locate its checkpoint."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from trainer.tracking import flatten, stored_config
 
 TAG = "checkpoint.path"  # where the run writes its checkpoint; a resumed run moves it to its own output folder
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
+
+log = logging.getLogger(__name__)
 MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
 
 
@@ -88,6 +91,9 @@ def restore(resumed: Resume, device: Any, **parts: Any) -> LoopState | None:
         mlflow.log_metrics(state.metrics, step=state.epoch)
     mlflow.set_tags({"resume.count": str(int(resumed.tags.get("resume.count", 0)) + 1),
                      "resume.from_epoch": str(state.epoch)})
+    part = f", {state.progress.steps} steps into epoch {state.epoch + 1}" if state.progress else ""
+    log.info("continuing run %s after epoch %d%s (checkpoint %s)", resumed.run_id, state.epoch, part,
+             resumed.checkpoint)
     return state
 
 

@@ -170,8 +170,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         finally:
             checkpoint.log_artifact(ckpt)
         if result.interrupted:
-            raise Interrupted(stop.signum, f"checkpoint of epoch {result.epochs_run} (and any part of the next) in "
-                                           f"{ckpt}", run_id)
+            raise Interrupted(stop.signum, f"checkpoint written to {ckpt}", run_id)
 
         reg = (cfg.regularization.l1, cfg.regularization.l2)
         final_val = evaluate(model, val, loss_fn, ds.classes, *reg)
