@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from importlib import metadata
+from unittest import mock
 
 import pytest
 import torch
@@ -130,6 +131,20 @@ def test_secret_looking_keys(key, secret):
 def test_mask_overrides_hides_only_secret_values():
     assert mask_overrides("loss=focal,+db.password=hunter2,seed=1") == "loss=focal,+db.password=***,seed=1"
     assert mask_overrides("tracking.api_token=abc loss.gamma=2") == "tracking.api_token=*** loss.gamma=2"
+
+
+def test_a_server_asking_for_a_login_names_the_variables_to_set(store):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from trainer.config import UserError
+    from trainer.tracking import setup_experiment
+
+    refused = MlflowException("API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with error "
+                              "code 401 != 200. Response body: 'You are not authenticated.'")
+    with mock.patch.object(mlflow, "get_experiment_by_name", side_effect=refused), \
+            pytest.raises(UserError, match="set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"):
+        setup_experiment(store, "ce-harness")
 
 
 def test_environment_and_secret_settings_never_reach_mlflow(tmp_path, capsys):

@@ -85,7 +85,9 @@ def setup_experiment(uri: str, name: str) -> str:
     except mlflow.exceptions.MlflowException as e:
         if "already exists" in str(e):  # another job created it between our two calls
             return mlflow.get_experiment_by_name(name).experiment_id
-        raise UserError(f"tracking.uri={uri}: MLflow could not open experiment {name!r}: {e}") from e
+        hint = (" The server asks for a login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD."
+                if "401" in str(e) else "")
+        raise UserError(f"tracking.uri={uri}: MLflow could not open experiment {name!r}: {e}{hint}") from e
     except Exception as e:  # database drivers raise their own errors for an unreachable server
         raise UserError(f"tracking.uri={uri} could not be used ({type(e).__name__}: {e}). Check that the "
                         "server is up and the URI is right, or unset it to log to ./mlflow.db.") from e
