@@ -19,7 +19,10 @@ from trainer import provenance
 from trainer.config import ConfigError, validate
 from trainer.reproduce import main as reproduce_main
 from trainer.run import prepare, run
-from trainer.tracking import is_secret, mask_overrides
+from trainer.tracking import flatten, is_secret, mask_overrides
+
+
+CPU = "trainer.device=cpu"  # deterministic by default there (on CUDA trainer.deterministic=auto is off)
 
 
 def _histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
@@ -32,7 +35,7 @@ def _git(*args: str) -> str:
 
 
 def test_two_runs_of_one_config_have_bit_identical_metric_histories(run_cfg, store):
-    cfg = ("trainer.epochs=3", "regularization=dropout", "resampling=smote", "noise=symmetric")
+    cfg = ("trainer.epochs=3", "regularization=dropout", "resampling=smote", "noise=symmetric", CPU)
     a, b = run(run_cfg(*cfg)), run(run_cfg(*cfg))
     client = MlflowClient(store)
     first, second = _histories(client, a.run_id), _histories(client, b.run_id)
@@ -42,7 +45,7 @@ def test_two_runs_of_one_config_have_bit_identical_metric_histories(run_cfg, sto
 
 
 def test_a_run_records_commit_versions_device_threads_seed_data_fingerprint_and_config(run_cfg, store):
-    cfg = run_cfg("trainer.threads=1", "seed=4")
+    cfg = run_cfg("trainer.threads=1", "seed=4", CPU)
     result = run(cfg)
     assert torch.get_num_threads() == 1
     client = MlflowClient(store)
@@ -72,7 +75,7 @@ def test_the_data_fingerprint_follows_the_training_data():
 
 
 def test_reproduce_reruns_a_run_and_reports_identical_final_metrics(run_cfg, store, capsys):
-    original = run(run_cfg("regularization=dropout", "loss=focal"))
+    original = run(run_cfg("regularization=dropout", "loss=focal", CPU))
     assert reproduce_main([original.run_id, "--tracking-uri", store]) == 0
     out = capsys.readouterr().out
     assert f"reproduces run {original.run_id}: all" in out and "test/balanced_accuracy" in out
@@ -84,7 +87,7 @@ def test_reproduce_reruns_a_run_and_reports_identical_final_metrics(run_cfg, sto
 
 
 def test_reproduce_names_the_metrics_that_differ_and_honours_tolerance(run_cfg, store, capsys):
-    original = run(run_cfg())
+    original = run(run_cfg(CPU))
     client = MlflowClient(store)
     accuracy = client.get_run(original.run_id).data.metrics["test/accuracy"]
     client.log_metric(original.run_id, "test/accuracy", accuracy + 0.01, step=99)  # now its final value differs
@@ -96,7 +99,7 @@ def test_reproduce_names_the_metrics_that_differ_and_honours_tolerance(run_cfg, 
 
 
 def test_reproduce_refuses_another_commit_unless_allowed(run_cfg, store, capsys):
-    original = run(run_cfg("trainer.epochs=1"))
+    original = run(run_cfg("trainer.epochs=1", CPU))
     client = MlflowClient(store)
     client.set_tag(original.run_id, "git.commit", "0" * 40)
     before = len(client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id]))
@@ -128,6 +131,12 @@ def test_secret_looking_keys(key, secret):
     assert is_secret(key) == secret
 
 
+def test_flatten_masks_set_secrets_and_keeps_unset_ones_visible():
+    flat = flatten(make_cfg("+tracking.token=abc", "+tracking.password=null", "+dataset.credentials={user: u}"))
+    assert flat["tracking.token"] == "***" and flat["dataset.credentials"] == "***"
+    assert flat["tracking.password"] == "None" and flat["loss.name"] == "plain"
+
+
 def test_mask_overrides_hides_only_secret_values():
     assert mask_overrides("loss=focal,+db.password=hunter2,seed=1") == "loss=focal,+db.password=***,seed=1"
     assert mask_overrides("tracking.api_token=abc loss.gamma=2") == "tracking.api_token=*** loss.gamma=2"
@@ -150,7 +159,7 @@ def test_a_server_asking_for_a_login_names_the_variables_to_set(store):
 def test_environment_and_secret_settings_never_reach_mlflow(tmp_path, capsys):
     # made up here, so that no file (nor the git.diff artifact of a dirty checkout) can contain them
     env_value, secret = f"env-{uuid.uuid4().hex}", f"pw-{uuid.uuid4().hex}"
-    proc = train_cli("trainer.epochs=1", f"+tracking.api_token={secret}", cwd=tmp_path,
+    proc = train_cli("trainer.epochs=1", CPU, f"+tracking.api_token={secret}", cwd=tmp_path,
                      env={"CE_HARNESS_PROBE": env_value, "MY_SERVICE_PASSWORD": env_value})
     assert proc.returncode == 0, proc.stderr[-3000:]
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"

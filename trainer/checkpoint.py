@@ -108,7 +108,8 @@ def _rng_states(generator: torch.Generator) -> dict[str, Any]:
         "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
                   "gauss": float(gauss)},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # only when CUDA is in use: asking for its state would start CUDA in a CPU run on a GPU machine
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         "generator": generator.get_state(),
     }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any
 
 from omegaconf import DictConfig
@@ -16,9 +15,9 @@ from trainer.tracking import flatten, stored_config
 
 TAG = "checkpoint.path"  # where the run writes its checkpoint; a resumed run moves it to its own output folder
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
+MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
 
 log = logging.getLogger(__name__)
-MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
 
 
 @dataclass(frozen=True)

@@ -105,8 +105,8 @@ def mask_overrides(text: str) -> str:
 
 def mask(node: Any) -> Any:
     """A plain config tree with the values of secret-looking keys, and of such overrides in strings, as ***."""
-    if isinstance(node, dict):
-        return {k: MASK if is_secret(k) else mask(v) for k, v in node.items()}
+    if isinstance(node, dict):  # an unset secret (null, "") stays visible: nothing to hide, nothing to ask for
+        return {k: MASK if is_secret(k) and v not in (None, "") else mask(v) for k, v in node.items()}
     if isinstance(node, list):
         return [mask(v) for v in node]
     return mask_overrides(node) if isinstance(node, str) else node
