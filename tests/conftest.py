@@ -39,3 +39,9 @@ def train_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None
     full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | (env or {})
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """Each test in its own working directory: runs outside Hydra write their checkpoints under ./outputs."""
+    monkeypatch.chdir(tmp_path)

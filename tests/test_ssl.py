@@ -10,7 +10,7 @@ from torch import nn
 
 from trainer import ssl
 from trainer.data import Split
-from trainer.loop import Tensors, epoch_train_set
+from trainer.loop import Tensors, epoch_train_set, pseudo_labels
 from trainer.run import prepare, run
 
 PSEUDO = OmegaConf.create({"name": "pseudo_label", "labeled_fraction": 0.3, "warmup_epochs": 2, "threshold": 0.9})
@@ -66,12 +66,14 @@ def test_pseudo_labels_join_the_epoch_after_the_warmup_only():
     train = Tensors(torch.zeros(3, 2), torch.tensor([0, 1, 0]))
     pool = ssl.PseudoLabeling(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), warmup_epochs=2, threshold=0.9)
     for epoch in (1, 2):
-        data, metrics = epoch_train_set(model, train, pool, epoch)
+        assert pseudo_labels(model, pool, epoch) is None
+        data, metrics = epoch_train_set(train, pool, pseudo_labels(model, pool, epoch))
         assert data is train and metrics == {"ssl/pseudo_labels": 0.0}
-    data, metrics = epoch_train_set(model, train, pool, 3)
+    chosen = pseudo_labels(model, pool, 3)
+    data, metrics = epoch_train_set(train, pool, chosen)
     assert metrics == {"ssl/pseudo_labels": 2.0}
     assert torch.equal(data.x, torch.cat([train.x, pool.x[:2]])) and data.y.tolist() == [0, 1, 0, 0, 1]
-    assert epoch_train_set(model, train, None, 3) == (train, {})
+    assert pseudo_labels(model, None, 3) is None and epoch_train_set(train, None, None) == (train, {})
 
 
 def test_pseudo_label_run_logs_the_count_every_epoch(run_cfg, store):

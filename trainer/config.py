@@ -1,6 +1,7 @@
 """Validation of a composed experiment config, before any data is loaded or any run is opened."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,10 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "model.normed_head", lambda v: isinstance(v, bool), "true (cosine classifier) or false")
     _check(cfg, "eval.posthoc_tau", lambda v: v is None or (_is_num(v) and v >= 0),
            "null (off) or a number >= 0, e.g. eval.posthoc_tau=1")
+    _check(cfg, "trainer.deterministic", lambda v: v in (True, False, "auto"), "true, false or auto")
+    _check(cfg, "trainer.threads", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1")
+    _check(cfg, "trainer.resume", lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"[0-9a-f]{32}", v)),
+           "null or the 32-character id of an MLflow run, e.g. trainer.resume=04ad2cbeed6c4545a3bcdc83607e188d")
 
     imbalance = _get(cfg, "imbalance.name")
     if imbalance in ("longtail", "step"):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import copy
+import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +46,42 @@ class FitResult:
     best_epoch: int
     best_val_ce: float
     stopped_early: bool
+    seconds: float = 0.0  # training time, summed over every attempt of a resumed run
+    interrupted: bool = False  # stop() turned true: the last state was saved, the best weights not restored
+    history: list[dict[str, float]] = field(default_factory=list)  # every epoch's metrics, with its "epoch"
+
+
+# --- state that a checkpoint saves (trainer.checkpoint); everything fit needs to continue bit-identically ---
+@dataclass
+class EpochProgress:
+    """How far the current epoch got, so that an epoch stopped part-way by a signal continues where it was."""
+
+    generator_state: torch.Tensor  # the batch-order generator at the epoch's start: re-creates its order
+    steps: int = 0  # optimizer steps done
+    sums: torch.Tensor | None = None  # running objective and plain-ce sums (float64, on the device)
+    first_bad: torch.Tensor | None = None  # first step with a non-finite loss, -1 if none
+    pseudo: tuple[torch.Tensor, torch.Tensor] | None = None  # ssl=pseudo_label: (pool indices, labels) of the epoch
+
+
+@dataclass
+class LoopState:
+    """Where fit stands. fit updates it after every epoch; trainer.checkpoint saves and restores it."""
+
+    epoch: int = 0  # last completed epoch (also the last MLflow step written)
+    best_ce: float = math.inf
+    best_epoch: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+    wait: int = 0  # epochs since val/ce last improved
+    done: bool = False  # the last epoch ran, or early stopping fired
+    history: list[dict[str, float]] = field(default_factory=list)  # every epoch's metrics, with its "epoch"
+    progress: EpochProgress | None = None  # the epoch in progress when a signal stopped it part-way
+    seconds: float = 0.0
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The metrics of epoch `epoch` as logged, to re-log if that log was lost."""
+        return {k: v for k, v in self.history[-1].items() if k != "epoch"} if self.history else {}
+# --- end of checkpointed state ---
 
 
 class NonFiniteLoss(UserError):
@@ -101,31 +139,48 @@ def epoch_indices(y: torch.Tensor, generator: torch.Generator, balanced: bool = 
     return torch.tensor(list(WeightedRandomSampler(weights, len(y), replacement=True, generator=generator)))
 
 
-def epoch_train_set(model: nn.Module, train: Tensors, pseudo: ssl.PseudoLabeling | None,
-                    epoch: int) -> tuple[Tensors, dict[str, float]]:
-    """The train set of this epoch: the labeled train tensors, plus (ssl=pseudo_label, after the warm-up) the
-    unlabeled samples the current model labels with confidence above the threshold; their count as a metric."""
+def pseudo_labels(model: nn.Module, pseudo: ssl.PseudoLabeling | None,
+                  epoch: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """ssl=pseudo_label, after the warm-up: the pool samples the current model labels with confidence above the
+    threshold (indices into the pool, and their labels); None without ssl or during the warm-up."""
+    if pseudo is None or epoch <= pseudo.warmup_epochs:
+        return None
+    return ssl.confident(predict(model, pseudo.x), pseudo.threshold)
+
+
+def epoch_train_set(train: Tensors, pseudo: ssl.PseudoLabeling | None,
+                    chosen: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[Tensors, dict[str, float]]:
+    """The train set of this epoch: the labeled train tensors plus the chosen pseudo-labeled samples; their
+    count as a metric when ssl is on."""
     if pseudo is None:
         return train, {}
-    if epoch <= pseudo.warmup_epochs:
+    if chosen is None:
         return train, {"ssl/pseudo_labels": 0.0}
-    idx, labels = ssl.confident(predict(model, pseudo.x), pseudo.threshold)
-    data = Tensors(torch.cat([train.x, pseudo.x[idx]]), torch.cat([train.y, labels]))
-    return data, {"ssl/pseudo_labels": float(len(idx))}
+    idx, labels = chosen
+    return Tensors(torch.cat([train.x, pseudo.x[idx]]), torch.cat([train.y, labels])), {
+        "ssl/pseudo_labels": float(len(idx))}
 
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, data: Tensors,
-                cfg: FitConfig, generator: torch.Generator, epoch: int) -> dict[str, float]:
-    """One pass over the shuffled train tensors; returns train/loss and train/ce (one host read)."""
+                cfg: FitConfig, generator: torch.Generator, epoch: int, progress: EpochProgress | None = None,
+                stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
+    """One pass over the shuffled train tensors; returns train/loss and train/ce (one host read).
+
+    progress says where the epoch starts (a fresh one by default) and is updated after every step; when
+    stop() turns true the epoch ends after the current step and train_epoch returns None.
+    """
     model.train()
     n = len(data.y)
     device = data.y.device
+    p = progress or EpochProgress(generator.get_state())
+    generator.set_state(p.generator_state)
     perm = epoch_indices(data.y, generator, cfg.balanced_batches).to(device, non_blocking=True)
-    sums = torch.zeros(2, device=device, dtype=torch.float64)  # objective, plain ce
-    first_bad = torch.full((), -1, device=device, dtype=torch.long)
-    for step, start in enumerate(range(0, n, cfg.batch_size)):
+    if p.sums is None:
+        p.sums = torch.zeros(2, device=device, dtype=torch.float64)  # objective, plain ce
+        p.first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    for step, start in enumerate(range(p.steps * cfg.batch_size, n, cfg.batch_size), start=p.steps):
         idx = perm[start:start + cfg.batch_size]
         xb, yb = data.x[idx], data.y[idx]
         logits = model(xb)
@@ -140,50 +195,81 @@ def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
         optimizer.step()
         with torch.no_grad():
             ce = F.cross_entropy(predictive_logits(loss_fn, logits.detach().float()), yb, reduction="sum")
-            sums += torch.stack([loss.detach() * len(idx), ce])
+            p.sums += torch.stack([loss.detach() * len(idx), ce])
             # Recorded on the device and read once per epoch, so the check costs no host sync per step.
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
-    bad = int(first_bad)
+            p.first_bad = torch.where((p.first_bad < 0) & ~torch.isfinite(loss.detach()), step, p.first_bad)
+        p.steps = step + 1
+        if stop():
+            _check_finite(p, epoch)
+            return None
+    _check_finite(p, epoch)
+    loss_sum, ce_sum = p.sums.tolist()
+    return {"loss": loss_sum / n, "ce": ce_sum / n}
+
+
+def _check_finite(progress: EpochProgress, epoch: int) -> None:
+    bad = int(progress.first_bad)
     if bad >= 0:
         raise NonFiniteLoss(epoch, bad)
-    loss_sum, ce_sum = sums.tolist()
-    return {"loss": loss_sum / n, "ce": ce_sum / n}
 
 
 def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, train: Tensors, val: Tensors,
         classes: list[str], cfg: FitConfig, generator: torch.Generator,
-        on_epoch: Callable[[int, dict[str, float]], None],
-        pseudo: ssl.PseudoLabeling | None = None) -> FitResult:
+        on_epoch: Callable[[int, dict[str, float]], None], state: LoopState | None = None,
+        save: Callable[[LoopState], None] = lambda state: None,
+        stop: Callable[[], bool] = lambda: False, pseudo: ssl.PseudoLabeling | None = None) -> FitResult:
     """Train for cfg.epochs (or until val/ce stops improving), then restore the weights of the best epoch.
 
     on_epoch(epoch, metrics) receives, once per epoch (1-based), train/ and val/ metrics and lr (and
     ssl/pseudo_labels when pseudo, the unlabeled pool of ssl=pseudo_label, is given).
+    state: where to continue (a restored checkpoint); by default from the start. save(state) runs after
+    every epoch, before on_epoch, so that every logged epoch has its checkpoint; when stop() turns true,
+    fit saves the state after the current step and returns with interrupted=True.
     """
     from tqdm.auto import tqdm
 
-    best_ce, best_epoch, best_state, wait = float("inf"), 0, None, 0
-    bar = tqdm(range(1, cfg.epochs + 1), desc="epochs", unit="ep", disable=(None if cfg.progress is None
-                                                                               else not cfg.progress))
-    epoch = 0
+    s = state or LoopState()
+    epochs = range(s.epoch + 1, cfg.epochs + 1) if not s.done else range(0)
+    bar = tqdm(epochs, desc="epochs", unit="ep", initial=s.epoch, total=cfg.epochs,
+               disable=(None if cfg.progress is None else not cfg.progress))
     for epoch in bar:
+        started = time.perf_counter()
         if hasattr(loss_fn, "set_epoch"):  # losses that change with the epoch (ldam's deferred re-weighting)
             loss_fn.set_epoch(epoch)
-        data, ssl_metrics = epoch_train_set(model, train, pseudo, epoch)
-        tr = train_epoch(model, loss_fn, optimizer, data, cfg, generator, epoch)
+        if s.progress is None:
+            s.progress = EpochProgress(generator.get_state(), pseudo=pseudo_labels(model, pseudo, epoch))
+        data, ssl_metrics = epoch_train_set(train, pseudo, s.progress.pseudo)
+        tr = train_epoch(model, loss_fn, optimizer, data, cfg, generator, epoch, s.progress, stop)
+        if tr is None:
+            s.seconds += time.perf_counter() - started
+            save(s)
+            return _result(s, cfg, interrupted=True)
         va = evaluate(model, val, loss_fn, classes, cfg.l1, cfg.l2)
         metrics = {f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()} | ssl_metrics
         metrics["lr"] = optimizer.param_groups[0]["lr"]
+        s.epoch, s.progress = epoch, None
+        s.history.append({"epoch": epoch} | metrics)
+        if va["ce"] < s.best_ce - cfg.min_delta:
+            s.best_ce, s.best_epoch, s.wait = va["ce"], epoch, 0
+            s.best_weights = copy.deepcopy(model.state_dict())
+        else:
+            s.wait += 1
+        s.done = epoch == cfg.epochs or (cfg.patience is not None and s.wait >= cfg.patience)
+        s.seconds += time.perf_counter() - started
+        save(s)
         on_epoch(epoch, metrics)
         bar.set_postfix({"val/ce": f"{va['ce']:.4f}", "val/bal_acc": f"{va['balanced_accuracy']:.3f}"})
-        if va["ce"] < best_ce - cfg.min_delta:
-            best_ce, best_epoch, wait = va["ce"], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            wait += 1
-            if cfg.patience is not None and wait >= cfg.patience:
-                break
+        if s.done:
+            break
+        if stop():
+            return _result(s, cfg, interrupted=True)
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return FitResult(epochs_run=epoch, best_epoch=best_epoch, best_val_ce=best_ce,
-                     stopped_early=epoch < cfg.epochs)
+    if s.best_weights is not None:
+        model.load_state_dict(s.best_weights)
+    return _result(s, cfg)
+
+
+def _result(s: LoopState, cfg: FitConfig, interrupted: bool = False) -> FitResult:
+    return FitResult(epochs_run=s.epoch, best_epoch=s.best_epoch, best_val_ce=s.best_ce,
+                     stopped_early=s.done and s.epoch < cfg.epochs, seconds=s.seconds, interrupted=interrupted,
+                     history=s.history)

@@ -12,7 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainer import data, imbalance, noise, resampling, ssl
 from trainer.config import UserError, validate
-from trainer.tracking import flatten, group_tags, mlflow_run, parent_run_id, resolve_uri, setup_experiment, ui_command
+from trainer.interrupt import Interrupted
+from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, parent_run_id, resolve_uri,
+                              setup_experiment, ui_command)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -93,14 +95,18 @@ def _hydra_job() -> tuple[str | None, Path | None, str | None]:
     return hc.job.override_dirname or None, Path(hc.runtime.output_dir), parent
 
 
-def run(cfg: DictConfig) -> RunResult:
-    """Run the experiment cfg describes and return its run id and final metrics."""
+def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
+    """Run the experiment cfg describes and return its run id and final metrics.
+
+    tags: extra tags for the MLflow run (scripts/reproduce.py adds reproduces=<id>). With trainer.resume set,
+    the interrupted run is continued from its last checkpoint instead of a new one started.
+    """
     start = time.perf_counter()
     validate(cfg)
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
     overrides, output_dir, parent = _hydra_job()
-    run_name = cfg.tracking.run_name or overrides or "defaults"
+    run_name = mask_overrides(cfg.tracking.run_name or overrides or "defaults")
     device = pick_device(cfg.trainer.device)
 
     import mlflow
@@ -108,23 +114,42 @@ def run(cfg: DictConfig) -> RunResult:
     from hydra.utils import instantiate
 
     from trainer.inputs import with_inputs
+    from trainer import checkpoint, determinism, provenance, resume
+    from trainer.interrupt import stop_request
     from trainer.losses import build_loss, loss_weights
     from trainer.loop import FitConfig, Tensors, evaluate, fit
     from trainer.optim import build_optimizer
     from trainer.models import build as build_model
 
-    tags = group_tags(cfg) | {"device": str(device)}
+    # --- reproduce and resume (issue 6): provenance, determinism, the run to continue ---
+    git = provenance.git_state()
+    resume_id = cfg.trainer.get("resume")
+    resumed = resume.find(uri, resume_id, cfg, git.commit, _output_dir(output_dir, resume_id)) if resume_id else None
+    deterministic = determinism.wanted(cfg.trainer.get("deterministic", "auto"), device)
+    threads = determinism.configure(int(cfg.seed), deterministic, cfg.trainer.get("threads") or (
+        resumed.threads if resumed else None), device)
+    # --- end ---
+
+    tags = group_tags(cfg) | {"device": str(device)} | (tags or {})
     if parent:
         tags["sweep_id"] = parent
-    with mlflow_run(experiment_id, run_name, tags, parent) as active:
+    with mlflow_run(experiment_id, run_name, tags, parent, run_id=resume_id) as active, stop_request() as stop:
         run_id = active.info.run_id
-        mlflow.log_params(flatten(cfg) | {"torch.threads": torch.get_num_threads()})
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        if output_dir is not None and (output_dir / ".hydra").is_dir():
-            mlflow.log_artifacts(str(output_dir / ".hydra"), ".hydra")
+        ckpt = _output_dir(output_dir, run_id) / checkpoint.FILENAME
+        if resumed is None:
+            mlflow.log_params(flatten(cfg) | {"torch.threads": threads})
+            log_config(cfg, output_dir / ".hydra" if output_dir is not None else None)
+            mlflow.set_tags(provenance.tags(git, device, threads, int(cfg.seed), deterministic))
+            if git.dirty:
+                mlflow.log_text(git.diff, provenance.DIFF_ARTIFACT)
+        mlflow.set_tag(resume.TAG, str(ckpt))
 
         prep = prepare(cfg)
         ds = prep.dataset
+        fingerprint = provenance.data_fingerprint(ds)
+        if resumed is not None:
+            resume.check_data(resumed, fingerprint)
+        mlflow.set_tag("data.fingerprint", fingerprint)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
         if prep.params:
             mlflow.log_params(prep.params)
@@ -150,24 +175,25 @@ def run(cfg: DictConfig) -> RunResult:
         pseudo = None if ds.unlabeled is None else ssl.PseudoLabeling(
             tensors(ds.unlabeled).x, cfg.ssl.warmup_epochs, cfg.ssl.threshold)
         generator = torch.Generator().manual_seed(int(cfg.seed))
-        history: list[dict[str, float]] = []  # per-epoch metrics, kept for the figures
-
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics(metrics, step=epoch)
-            history.append({"epoch": epoch} | metrics)
-
-        train_start = time.perf_counter()
-        with torch.autograd.set_detect_anomaly(cfg.trainer.get("detect_anomaly", False)):
-            result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator, on_epoch=on_epoch,
-                         pseudo=pseudo)
-        train_s = time.perf_counter() - train_start
+        parts = dict(model=model, optimizer=optimizer, loss_fn=loss_fn, generator=generator)
+        state = resume.restore(resumed, device, **parts) if resumed is not None else None
+        try:
+            with stop.deferred(), torch.autograd.set_detect_anomaly(cfg.trainer.get("detect_anomaly", False)):
+                result = fit(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator,
+                             on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch), state=state,
+                             save=lambda s: checkpoint.save(ckpt, run_id=run_id, state=s, **parts), stop=stop,
+                             pseudo=pseudo)
+        finally:
+            checkpoint.log_artifact(ckpt)
+        if result.interrupted:
+            raise Interrupted(stop.signum, f"checkpoint written to {ckpt}", run_id)
 
         reg = (cfg.regularization.l1, cfg.regularization.l2)
         final_val = evaluate(model, val, loss_fn, ds.classes, *reg)
         final_test = evaluate(model, test, loss_fn, ds.classes, *reg, per_class=True)
         mlflow.log_metrics({f"test/{k}": v for k, v in final_test.items()}
                            | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
-                              "time/train_s": train_s} | prep.metrics, step=result.epochs_run)
+                              "time/train_s": result.seconds} | prep.metrics, step=result.epochs_run)
         tau = OmegaConf.select(cfg, "eval.posthoc_tau")
         if tau is not None:
             counts = prep.class_counts["train_resampled"]
@@ -181,10 +207,12 @@ def run(cfg: DictConfig) -> RunResult:
         figures_start = time.perf_counter()
         probs = torch.softmax(predictive_logits(loss_fn, predict(model, test.x)).float(), dim=-1).cpu().numpy()
         figures.log_figures(figures.make_figures(figures.FigureInputs(
-            probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, history, result.best_epoch,
-            figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), output_dir)
+            probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history, result.best_epoch,
+            figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), _output_dir(output_dir, run_id))
         mlflow.log_metric("time/figures_s", time.perf_counter() - figures_start, step=result.epochs_run)
         # --- end figures ---
+        if resumed is not None and "error" in resumed.tags:
+            mlflow.delete_tag("error")  # the interruption it recorded is over: the run finished
 
     out = RunResult(run_id, final_val, final_test, result.best_epoch, result.epochs_run,
                     time.perf_counter() - start)
@@ -204,6 +232,11 @@ def posthoc_metrics(model: nn.Module, test: Tensors, loss_fn: nn.Module, counts:
     return {f"test/posthoc/{k}": v for k, v in classification_metrics(logits, test.y, classes, per_class=True).items()}
 
 
+def _output_dir(hydra_dir: Path | None, run_id: str) -> Path:
+    """Hydra's job folder, or outputs/runs/<run id> in the working directory when run without Hydra."""
+    return hydra_dir if hydra_dir is not None else Path.cwd() / "outputs" / "runs" / run_id
+
+
 def print_summary(r: RunResult, run_name: str, uri: str, experiment: str) -> None:
     """A short table of the final val and test metrics, the run id and how to open the UI."""
     cols = ("ce", "accuracy", "balanced_accuracy")
@@ -217,6 +250,14 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str) -> Non
     print("\n".join(lines), flush=True)
 
 
+def _resume_overrides() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    return " ".join(o for o in HydraConfig.get().overrides.task if not o.startswith("trainer.resume="))
+
+
 def main(cfg: DictConfig) -> float:
     """Entry point for train.py: run, and turn a user error into one message and exit code 2 (single runs)."""
     from hydra.core.hydra_config import HydraConfig
@@ -224,6 +265,15 @@ def main(cfg: DictConfig) -> float:
 
     try:
         return run(cfg).val["ce"]
+    except Interrupted as e:
+        import mlflow
+
+        last = mlflow.last_active_run()  # a signal outside training interrupts before run() knows its id
+        run_id = e.run_id or (last.info.run_id if last is not None else None)
+        how = (f"; continue it with:\n  python train.py {_resume_overrides()} trainer.resume={run_id}"
+               if run_id else "")
+        print(f"{e}. The run ended KILLED{how}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
     except UserError as e:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
             print(f"error: {e}", file=sys.stderr, flush=True)

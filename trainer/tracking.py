@@ -28,7 +28,10 @@ PARENT_RUN_FILE = "mlflow_parent_run_id"
 GROUPS = ("dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim", "ssl",
           "remedy")  # remedy: only in the study presets (conf/experiment/), which choose one remedy per run
 MAX_PARAM_CHARS = 6000
-_SECRET = re.compile(r"(password|passwd|token|secret|credential|api_?key|access_?key|private_?key)", re.I)
+_SECRET = re.compile(r"password|passwd|token|secret|credential|api_?key|access_?key|private_?key"
+                     r"|(?:^|[_\-])keys?(?:$|[_\-])", re.I)
+_OVERRIDE = re.compile(r"([\w.+~@/\-]+)=([^,\s]*)")
+MASK = "***"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -83,10 +86,31 @@ def setup_experiment(uri: str, name: str) -> str:
     except mlflow.exceptions.MlflowException as e:
         if "already exists" in str(e):  # another job created it between our two calls
             return mlflow.get_experiment_by_name(name).experiment_id
-        raise UserError(f"tracking.uri={uri}: MLflow could not open experiment {name!r}: {e}") from e
+        hint = (" The server asks for a login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD."
+                if "401" in str(e) else "")
+        raise UserError(f"tracking.uri={uri}: MLflow could not open experiment {name!r}: {e}{hint}") from e
     except Exception as e:  # database drivers raise their own errors for an unreachable server
         raise UserError(f"tracking.uri={uri} could not be used ({type(e).__name__}: {e}). Check that the "
                         "server is up and the URI is right, or unset it to log to ./mlflow.db.") from e
+
+
+def is_secret(key: str) -> bool:
+    """True when the last part of a dotted key looks like it holds a secret (password, token, secret, key, ...)."""
+    return bool(_SECRET.search(str(key).rsplit(".", 1)[-1]))
+
+
+def mask_overrides(text: str) -> str:
+    """Command-line overrides (`a.token=x`, `k=v,k2=v2`) with the values of secret-looking keys as ***."""
+    return _OVERRIDE.sub(lambda m: f"{m[1]}={MASK}" if is_secret(m[1]) else m[0], text)
+
+
+def mask(node: Any) -> Any:
+    """A plain config tree with the values of secret-looking keys, and of such overrides in strings, as ***."""
+    if isinstance(node, dict):  # an unset secret (null, "") stays visible: nothing to hide, nothing to ask for
+        return {k: MASK if is_secret(k) and v not in (None, "") else mask(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [mask(v) for v in node]
+    return mask_overrides(node) if isinstance(node, str) else node
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
@@ -99,14 +123,38 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
                 walk(v, f"{prefix}.{k}" if prefix else str(k))
             return
         key = re.sub(r"[^\w\-. :/]", "_", prefix)
-        if _SECRET.search(prefix.rsplit(".", 1)[-1]):
-            value = "***"
-        else:
-            value = json.dumps(node) if isinstance(node, (list, dict)) else str(node)
+        value = json.dumps(node) if isinstance(node, (list, dict)) else str(node)
         out[key] = value[:MAX_PARAM_CHARS]
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(mask(OmegaConf.to_container(cfg, resolve=True)), "")
     return out
+
+
+def log_config(cfg: DictConfig, hydra_dir: Path | None) -> None:
+    """Log the resolved config as config.yaml and Hydra's .hydra/ files (config, overrides), secrets masked."""
+    import mlflow
+
+    mlflow.log_text(OmegaConf.to_yaml(mask(OmegaConf.to_container(cfg, resolve=True))), "config.yaml")
+    if hydra_dir is None or not hydra_dir.is_dir():
+        return
+    for path in sorted(hydra_dir.glob("*.yaml")):
+        tree = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        mlflow.log_text(OmegaConf.to_yaml(mask(tree)), f".hydra/{path.name}")
+
+
+def stored_config(client: Any, run_id: str) -> DictConfig:
+    """The resolved config a run logged as config.yaml (secret values are *** there)."""
+    import tempfile
+    from unittest import mock
+
+    # MLflow draws a progress bar on stderr even for one small file.
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+        try:
+            path = client.download_artifacts(run_id, "config.yaml", tmp)
+        except Exception as e:
+            raise UserError(f"run {run_id} has no readable config.yaml artifact ({type(e).__name__}: {e}); "
+                            "it was not logged by this harness or its artifacts are gone.") from e
+        return OmegaConf.load(path)
 
 
 def group_tags(cfg: DictConfig) -> dict[str, str]:
@@ -116,16 +164,21 @@ def group_tags(cfg: DictConfig) -> dict[str, str]:
 
 @contextmanager
 def mlflow_run(experiment_id: str, run_name: str, tags: dict[str, str],
-               parent_run_id: str | None = None) -> Iterator[Any]:
-    """An MLflow run that ends FINISHED, FAILED (error in the `error` tag) or KILLED (Ctrl-C), never RUNNING."""
+               parent_run_id: str | None = None, run_id: str | None = None) -> Iterator[Any]:
+    """An MLflow run that ends FINISHED, FAILED (error in the `error` tag) or KILLED (Ctrl-C), never RUNNING.
+
+    With run_id, the existing run is continued (resumed) instead of a new one created.
+    """
     import mlflow
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags,
-                          parent_run_id=parent_run_id) as run:
+    new = run_id is None
+    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id if new else None,
+                          run_name=run_name if new else None, tags=tags,
+                          parent_run_id=parent_run_id if new else None) as run:
         try:
             yield run
-        except KeyboardInterrupt:
-            mlflow.set_tag("error", "interrupted (KeyboardInterrupt)")
+        except KeyboardInterrupt as e:
+            mlflow.set_tag("error", str(e) or "interrupted (KeyboardInterrupt)")
             mlflow.end_run("KILLED")
             raise
         except BaseException as e:
@@ -151,7 +204,7 @@ class SweepCallback(Callback):
 
         uri = resolve_uri(config.tracking.uri)
         experiment_id = setup_experiment(uri, config.tracking.experiment)
-        overrides = " ".join(config.hydra.overrides.task)
+        overrides = mask_overrides(" ".join(config.hydra.overrides.task))
         client = MlflowClient(uri)
         run = client.create_run(experiment_id, run_name=f"sweep {overrides}".strip(),
                                 tags={"sweep": "parent", "sweep.overrides": overrides})

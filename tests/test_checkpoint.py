@@ -1,0 +1,275 @@
+"""Checkpoints and resume: what a checkpoint holds, that bad files are refused by name, and that an
+interrupted run (signal or SIGKILL) continues to exactly the result of an uninterrupted one."""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, make_cfg, train_cli
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from trainer import checkpoint, loop
+from trainer.checkpoint import CheckpointError
+from trainer.config import UserError
+from trainer.interrupt import Interrupted
+from trainer.loop import EpochProgress, LoopState
+from trainer.run import run
+
+
+def _parts(seed: int = 0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.rand(3))
+    return model, optimizer, scheduler, loss_fn
+
+
+def _step(model, optimizer, scheduler) -> None:
+    loss = model(torch.randn(5, 4)).logsumexp(-1).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+
+
+def _draws(generator: torch.Generator) -> tuple:
+    """The next number of every random source a run uses."""
+    return (random.random(), float(np.random.rand()), float(torch.rand(())),
+            float(torch.rand((), generator=generator)))
+
+
+def test_a_checkpoint_restores_weights_optimizer_scheduler_loss_random_states_and_loop_state(tmp_path):
+    model, optimizer, scheduler, loss_fn = _parts()
+    generator = torch.Generator().manual_seed(3)
+    _step(model, optimizer, scheduler)
+    state = LoopState(epoch=3, best_ce=0.5, best_epoch=2, best_weights={k: v.clone() for k, v in
+                      model.state_dict().items()}, wait=1, history=[{"epoch": 3, "val/ce": 0.6}],
+                      progress=EpochProgress(generator.get_state(), 7, torch.tensor([1.5, 2.5], dtype=torch.float64),
+                                             torch.tensor(-1)), seconds=4.0)
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn, state=state,
+                    generator=generator, scheduler=scheduler)
+    expected_draws = _draws(generator)
+    expected_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    _step(model, optimizer, scheduler)  # move everything on, then load into fresh objects
+
+    model2, optimizer2, scheduler2, loss_fn2 = _parts(seed=1)
+    generator2 = torch.Generator()
+    restored = checkpoint.restore(checkpoint.load(path, "r1"), model=model2, optimizer=optimizer2,
+                                  loss_fn=loss_fn2, generator=generator2, device=torch.device("cpu"),
+                                  scheduler=scheduler2)
+    assert _draws(generator2) == expected_draws
+    assert all(torch.equal(v, expected_weights[k]) for k, v in model2.state_dict().items())
+    assert torch.equal(loss_fn2.weight, loss_fn.weight)
+    assert scheduler2.last_epoch == 1 and optimizer2.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert optimizer2.state_dict()["state"][0]["step"] == 1
+    assert (restored.epoch, restored.best_ce, restored.best_epoch, restored.wait, restored.metrics,
+            restored.seconds) == (3, 0.5, 2, 1, {"val/ce": 0.6}, 4.0)
+    assert restored.progress.steps == 7 and restored.progress.sums.tolist() == [1.5, 2.5]
+    assert torch.equal(restored.progress.generator_state, state.progress.generator_state)
+    assert all(torch.equal(restored.best_weights[k], state.best_weights[k]) for k in state.best_weights)
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    model, optimizer, _, loss_fn = _parts()
+    path = tmp_path / "checkpoint.pt"
+    kwargs = dict(run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn, generator=torch.Generator())
+    checkpoint.save(path, state=LoopState(epoch=1), **kwargs)
+
+    def dies_half_way(obj, f):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, state=LoopState(epoch=2), **kwargs)
+    assert checkpoint.load(path)["loop"]["epoch"] == 1
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "pickle", "foreign_torch", "other_run"])
+def test_a_bad_checkpoint_file_is_a_clear_error_naming_it_never_a_pickle_load(tmp_path, kind):
+    model, optimizer, _, loss_fn = _parts()
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn, state=LoopState(),
+                    generator=torch.Generator())
+    whole = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(whole[:len(whole) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps(_Evil()))
+    elif kind == "foreign_torch":
+        torch.save({"state_dict": model.state_dict()}, path)
+    expected = {"truncated": "cannot be read", "empty": "cannot be read", "pickle": "cannot be read",
+                "foreign_torch": "is not a ce-harness-checkpoint file", "other_run": "belongs to run r1"}[kind]
+    with pytest.raises(CheckpointError, match=expected) as err:
+        checkpoint.load(path, run_id="r2" if kind == "other_run" else None)
+    assert str(path) in str(err.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+# CPU: deterministic by default there (on CUDA trainer.deterministic=auto is off), so results compare exactly
+RESUME = ("trainer.epochs=4", "trainer.patience=null", "regularization=dropout", "trainer.threads=1",
+          "trainer.device=cpu")
+
+
+def _histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every metric's (step, value) history, wall-clock figures left out."""
+    keys = [k for k in client.get_run(run_id).data.metrics if not k.startswith("time/")]
+    return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in keys}
+
+
+def _run_stopped_by_sigterm(cfg, at_call: int = 17) -> Interrupted:
+    """Run cfg and send SIGTERM to this process at the at_call-th call of penalty() (once per step and eval)."""
+    real_penalty, calls = loop.penalty, []
+
+    def penalty_then_sigterm(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_call:
+            signal.raise_signal(signal.SIGTERM)
+        return real_penalty(*args, **kwargs)
+
+    with mock.patch.object(loop, "penalty", penalty_then_sigterm), pytest.raises(Interrupted) as err:
+        run(cfg)
+    return err.value
+
+
+def test_sigterm_mid_epoch_checkpoints_ends_killed_and_resume_equals_an_uninterrupted_run(run_cfg, store):
+    stopped = _run_stopped_by_sigterm(run_cfg(*RESUME))  # digits' ~350 long-tailed samples: step 5 of epoch 2
+    assert stopped.exit_code == 128 + signal.SIGTERM
+    run_id, client = stopped.run_id, MlflowClient(store)
+    killed = client.get_run(run_id)
+    assert killed.info.status == "KILLED" and "SIGTERM" in killed.data.tags["error"]
+    assert [m.step for m in client.get_metric_history(run_id, "val/ce")] == [1]
+    saved = checkpoint.load(Path(killed.data.tags["checkpoint.path"]), run_id)["loop"]
+    assert saved["epoch"] == 1 and saved["progress"]["steps"] > 0  # stopped after a step inside epoch 2
+    assert "checkpoint" in {a.path for a in client.list_artifacts(run_id)}
+    # the local file gone (another machine, a cleaned outputs/): resume reads the checkpoint artifact
+    Path(killed.data.tags["checkpoint.path"]).unlink()
+
+    resumed = run(run_cfg(*RESUME, f"trainer.resume={run_id}"))
+    fresh = run(run_cfg(*RESUME))
+    assert resumed.run_id == run_id
+    after = client.get_run(run_id)
+    assert after.info.status == "FINISHED" and "error" not in after.data.tags
+    assert after.data.tags["resume.count"] == "1" and after.data.tags["resume.from_epoch"] == "1"
+    assert _histories(client, run_id) == _histories(client, fresh.run_id)
+    assert [m.step for m in client.get_metric_history(run_id, "val/ce")] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("extra,at_call", [
+    (("resampling=balanced_sampler",), 17),  # the balanced draws of the stopped epoch come back in the same order
+    (("loss=ldam", "loss.drw_epoch=2"), 17),  # deferred re-weighting is on again in the resumed epoch 2
+    # ~540 labeled samples, 18 penalty calls in epoch 1: stopped at step 5 of epoch 2, with its pseudo-labels
+    (("imbalance=none", "ssl=pseudo_label", "ssl.warmup_epochs=1", "ssl.threshold=0.1"), 23),
+], ids=["balanced_sampler", "ldam_drw", "pseudo_label"])
+def test_resume_mid_epoch_keeps_sampler_order_loss_schedule_and_pseudo_labels(run_cfg, store, extra, at_call):
+    run_id = _run_stopped_by_sigterm(run_cfg(*RESUME, *extra), at_call).run_id
+    client = MlflowClient(store)
+    saved = checkpoint.load(Path(client.get_run(run_id).data.tags["checkpoint.path"]), run_id)["loop"]
+    assert saved["epoch"] == 1 and saved["progress"]["steps"] > 0
+    if "ssl=pseudo_label" in extra:
+        assert len(saved["progress"]["pseudo"][0]) > 0  # the epoch was stopped with pseudo-labels in it
+    run(run_cfg(*RESUME, *extra, f"trainer.resume={run_id}"))
+    fresh = run(run_cfg(*RESUME, *extra))
+    assert _histories(client, run_id) == _histories(client, fresh.run_id)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: run this file on a GPU machine")
+def test_a_cuda_run_stopped_mid_epoch_resumes_to_the_result_of_an_uninterrupted_one(run_cfg, store):
+    cfg = ("trainer.epochs=3", "trainer.patience=null", "regularization=dropout", "trainer.device=cuda",
+           "trainer.deterministic=true")
+    run_id = _run_stopped_by_sigterm(run_cfg(*cfg)).run_id
+    run(run_cfg(*cfg, f"trainer.resume={run_id}"))
+    fresh = run(run_cfg(*cfg))
+    client = MlflowClient(store)
+    resumed, expected = _histories(client, run_id), _histories(client, fresh.run_id)
+    assert resumed.keys() == expected.keys() and client.get_run(run_id).info.status == "FINISHED"
+    for key, history in expected.items():  # cuBLAS may round differently if CUDA started before determinism
+        assert [s for s, _ in resumed[key]] == [s for s, _ in history]
+        assert [v for _, v in resumed[key]] == pytest.approx([v for _, v in history], rel=1e-5, abs=1e-6), key
+
+
+def test_resume_refuses_another_config_a_finished_run_and_an_unknown_id(run_cfg, store):
+    with mock.patch.object(loop, "train_epoch", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        run(run_cfg("trainer.epochs=2"))
+    client = MlflowClient(store)
+    killed = client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id],
+                                order_by=["attributes.start_time DESC"], max_results=1)[0].info.run_id
+    with pytest.raises(UserError, match=r"config differs from the run's \(optim.lr: 0.001 -> 0.01\)"):
+        run(run_cfg("trainer.epochs=2", "optim.lr=0.01", f"trainer.resume={killed}"))
+    # killed before its first checkpoint: it starts again at epoch 1, in the same run
+    result = run(run_cfg("trainer.epochs=2", f"trainer.resume={killed}"))
+    assert result.run_id == killed and client.get_run(killed).info.status == "FINISHED"
+    with pytest.raises(UserError, match="already FINISHED"):
+        run(run_cfg("trainer.epochs=2", f"trainer.resume={killed}"))
+    with pytest.raises(UserError, match="no such run"):
+        run(run_cfg("trainer.epochs=2", f"trainer.resume={'0' * 31 + 'a'}"))
+
+
+# ~135 steps an epoch: after the first checkpoint two epochs remain, ample time to stop it part-way
+CLI = ("imbalance=none", "trainer.batch_size=8", "trainer.epochs=3", "trainer.patience=null", "trainer.threads=1",
+       "trainer.device=cpu")
+
+
+def _start_cli_and_wait_for_a_checkpoint(tmp_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *CLI], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("outputs/runs/*/*/checkpoint.pt")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+    return proc
+
+
+def _only_run(tmp_path: Path) -> tuple[MlflowClient, str]:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (r,) = client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id])
+    assert len(client.get_metric_history(r.info.run_id, "val/ce")) < 3  # it really stopped part-way
+    return client, r.info.run_id
+
+
+def test_sigkill_leaves_a_checkpoint_that_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
+    proc = _start_cli_and_wait_for_a_checkpoint(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    client, run_id = _only_run(tmp_path)
+    assert client.get_run(run_id).info.status == "RUNNING"  # nothing could end it
+
+    resumed = train_cli(*CLI, f"trainer.resume={run_id}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    fresh = run(make_cfg(*CLI, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert _histories(client, run_id) == _histories(client, fresh.run_id)
+
+
+def test_ctrl_c_writes_a_checkpoint_ends_killed_and_prints_the_resume_command(tmp_path):
+    proc = _start_cli_and_wait_for_a_checkpoint(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    client, run_id = _only_run(tmp_path)
+    r = client.get_run(run_id)
+    assert proc.returncode == 128 + signal.SIGINT and r.info.status == "KILLED"
+    assert "interrupted by SIGINT" in r.data.tags["error"] and "Traceback" not in stderr
+    assert f"python train.py {' '.join(CLI)} trainer.resume={run_id}" in stderr
+    assert checkpoint.load(Path(r.data.tags["checkpoint.path"]), run_id)["loop"]["epoch"] >= 1

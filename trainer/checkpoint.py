@@ -1,0 +1,146 @@
+"""Checkpoints: everything a run needs to continue bit-identically, written atomically, read without pickle.
+
+One file per run, `checkpoint.pt` in the run's output folder, replaced after every epoch (and when a signal
+stops training part-way). A crash while writing leaves the previous complete file in place.
+"""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.config import UserError
+from trainer.loop import EpochProgress, LoopState
+
+FILENAME = "checkpoint.pt"
+ARTIFACT_DIR = "checkpoint"  # the copy logged when a run ends, however it ends
+FORMAT = "ce-harness-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that cannot be used: truncated, not ours, or from another run."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        self.path = path
+        super().__init__(f"checkpoint {path}: {why}")
+
+
+def save(path: Path, *, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+         state: LoopState, generator: torch.Generator, scheduler: Any = None) -> None:
+    """Write the checkpoint to a temporary file next to path, then rename it over path (atomic on POSIX)."""
+    payload = {
+        "format": FORMAT, "version": VERSION, "run_id": run_id,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "rng": _rng_states(generator), "loop": _loop_to_dict(state),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())  # the rename must never expose a file whose bytes are not yet on disk
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: Path, run_id: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint with torch.load(weights_only=True); CheckpointError naming the file if it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing them
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, a foreign pickle, an empty file: torch raises many kinds
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(path, f"cannot be read as a checkpoint (truncated or not a torch file: "
+                                    f"{first_line[:200]})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(path, f"is not a {FORMAT} file (it has no format={FORMAT!r} entry)")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(path, f"has format version {payload.get('version')!r}; this code reads {VERSION}")
+    if run_id is not None and payload.get("run_id") != run_id:
+        raise CheckpointError(path, f"belongs to run {payload.get('run_id')}, not to run {run_id}")
+    return payload
+
+
+def restore(payload: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+            generator: torch.Generator, device: torch.device, scheduler: Any = None) -> LoopState:
+    """Put a loaded checkpoint's weights, optimizer, loss and random states back; return the loop state."""
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    loss_fn.load_state_dict(payload["loss"])
+    if scheduler is not None and payload["scheduler"] is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    _restore_rng(payload["rng"], generator)
+    return _loop_from_dict(payload["loop"], device)
+
+
+def log_artifact(path: Path) -> None:
+    """Log the checkpoint as an artifact when the run ends, however it ends, so another machine can resume it."""
+    import logging
+
+    import mlflow
+
+    if not path.is_file():
+        return
+    try:
+        mlflow.log_artifact(str(path), ARTIFACT_DIR)
+    except Exception as e:  # the store may be what failed; the error that ends the run matters more
+        logging.getLogger(__name__).warning("could not log the checkpoint %s as an artifact: %s", path, e)
+
+
+def _rng_states(generator: torch.Generator) -> dict[str, Any]:
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+        # only when CUDA is in use: asking for its state would start CUDA in a CPU run on a GPU machine
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "generator": generator.get_state(),
+    }
+
+
+def _restore_rng(states: dict[str, Any], generator: torch.Generator) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = states["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    generator.set_state(states["generator"])
+
+
+def _loop_to_dict(s: LoopState) -> dict[str, Any]:
+    p = s.progress
+    progress = None if p is None or p.sums is None else {
+        "generator_state": p.generator_state, "steps": p.steps, "sums": p.sums.cpu(), "first_bad": p.first_bad.cpu(),
+        "pseudo": None if p.pseudo is None else [t.cpu() for t in p.pseudo]}
+    return {"epoch": s.epoch, "best_ce": s.best_ce, "best_epoch": s.best_epoch, "best_weights": s.best_weights,
+            "wait": s.wait, "done": s.done, "history": [dict(h) for h in s.history], "progress": progress,
+            "seconds": s.seconds}
+
+
+def _loop_from_dict(d: dict[str, Any], device: torch.device) -> LoopState:
+    p = d["progress"]
+    progress = None if p is None else EpochProgress(
+        p["generator_state"], p["steps"], p["sums"].to(device), p["first_bad"].to(device),
+        None if p["pseudo"] is None else tuple(t.to(device) for t in p["pseudo"]))
+    best = None if d["best_weights"] is None else {k: v.to(device) for k, v in d["best_weights"].items()}
+    return LoopState(epoch=d["epoch"], best_ce=d["best_ce"], best_epoch=d["best_epoch"], best_weights=best,
+                     wait=d["wait"], done=d["done"], history=[dict(h) for h in d["history"]], progress=progress,
+                     seconds=d["seconds"])

@@ -1,0 +1,68 @@
+"""SIGINT and SIGTERM during training: finish the current step, write a checkpoint, then stop.
+
+Outside training (data preparation, evaluation at the end) and on a second signal, they stop at once.
+Either way the run's context manager (trainer.tracking.mlflow_run) ends the MLflow run KILLED, because
+Interrupted is a KeyboardInterrupt.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal; exit_code is the shell's convention, 128 + the signal number."""
+
+    def __init__(self, signum: int, detail: str = "", run_id: str | None = None) -> None:
+        self.signum, self.run_id = signum, run_id
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}{': ' + detail if detail else ''}")
+
+
+class StopRequest:
+    """Callable stop() for the training loop: true once SIGINT or SIGTERM arrived while deferring."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._deferring = False
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within this block a first signal only sets the request; the loop stops at its next check."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        again = self.signum is not None
+        self.signum = signum
+        if again or not self._deferring:
+            raise Interrupted(signum, "stopped at once" if again else "")
+
+
+@contextmanager
+def stop_request() -> Iterator[StopRequest]:
+    """Route SIGINT and SIGTERM to a StopRequest for the duration of the block, then restore the handlers.
+
+    Signal handlers can only be set from the main thread; elsewhere the block runs with the old handlers.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {s: signal.signal(s, request._handle) for s in SIGNALS}
+    try:
+        yield request
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

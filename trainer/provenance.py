@@ -1,0 +1,101 @@
+"""What a run needs to be re-created: code version, package versions, machine, and the data it trained on.
+
+Nothing here reads environment variables: they often hold credentials and are never logged.
+"""
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data import Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("torch", "torchvision", "mlflow", "hydra-core", "imbalanced-learn", "numpy", "scikit-learn")
+UNKNOWN = "unknown"
+DIFF_ARTIFACT = "git.diff"
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str  # UNKNOWN when the code does not run from a git checkout (e.g. an installed wheel)
+    dirty: bool | None  # None when unknown
+    diff: str = ""  # `git diff HEAD` and the list of untracked files, when dirty
+
+
+def git_state(repo: Path = REPO) -> GitState:
+    """The commit of the checkout this code runs from and whether it has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
+                              timeout=60).stdout
+
+    try:
+        # The package may sit inside some other repository (a venv in a project): only our own checkout counts.
+        if Path(git("rev-parse", "--show-toplevel").strip()).resolve() != repo.resolve():
+            return GitState(UNKNOWN, None)
+        commit = git("rev-parse", "HEAD").strip()
+        status = git("status", "--porcelain")
+    except (OSError, subprocess.SubprocessError):
+        return GitState(UNKNOWN, None)
+    if not status:
+        return GitState(commit, False)
+    diff = git("diff", "HEAD", "--binary")
+    untracked = [line[3:] for line in status.splitlines() if line.startswith("??")]
+    if untracked:
+        diff += "\n# untracked files, not in the diff above:\n" + "".join(f"#   {p}\n" for p in untracked)
+    return GitState(commit, True, diff)
+
+
+def versions() -> dict[str, str]:
+    """Python's version and those of the packages that decide a run's numbers."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_name(device) -> str:
+    """The accelerator's name (CUDA) or the CPU model."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or UNKNOWN
+
+
+def data_fingerprint(ds: Dataset) -> str:
+    """SHA-256 of the train/val/test arrays the model sees (after imbalance, noise and resampling)."""
+    h = hashlib.sha256(repr(ds.classes).encode())
+    for name, part in (("train", ds.train), ("val", ds.val), ("test", ds.test)):
+        for arr in (part.x, part.y):
+            a = np.ascontiguousarray(arr)
+            h.update(f"|{name}:{a.dtype.str}:{a.shape}|".encode())
+            h.update(a.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def tags(git: GitState, device, threads: int, seed: int, deterministic: bool) -> dict[str, str]:
+    """The provenance of a run as MLflow tags (data.fingerprint comes later, once the data is prepared)."""
+    out = {
+        "git.commit": git.commit,
+        "git.dirty": UNKNOWN if git.dirty is None else str(git.dirty).lower(),
+        "device.name": device_name(device),
+        "torch.threads": str(threads),
+        "seed": str(seed),
+        "deterministic": str(deterministic).lower(),
+    }
+    return out | {f"version.{k}": v for k, v in versions().items()}

@@ -1,0 +1,114 @@
+"""Continuing an interrupted run: find it in MLflow, check that it is the same experiment, locate its checkpoint."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from trainer import checkpoint
+from trainer.config import UserError
+from trainer.loop import LoopState
+from trainer.tracking import flatten, stored_config
+
+TAG = "checkpoint.path"  # where the run writes its checkpoint; a resumed run moves it to its own output folder
+ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
+MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resume:
+    run_id: str
+    checkpoint: Path | None  # None: the run stopped before its first checkpoint; it starts again at epoch 1
+    tags: dict[str, str]
+    logged_epoch: int  # the last epoch whose metrics reached MLflow
+
+    @property
+    def threads(self) -> int | None:
+        """The run's thread count: a different one changes the floating-point result."""
+        value = self.tags.get("torch.threads")
+        return int(value) if value else None
+
+
+def find(uri: str, run_id: str, cfg: DictConfig, commit: str, folder: Path) -> Resume:
+    """The run trainer.resume names, checked to be resumable with cfg and this code; UserError if not.
+
+    A checkpoint that exists only as the run's artifact (another machine, a cleaned outputs/) is downloaded
+    into folder.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    key = f"trainer.resume={run_id}"
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as e:
+        raise UserError(f"{key}: no such run in {uri}. Copy the id from the interrupted run's output or the "
+                        "MLflow UI, and log to the same store (tracking.uri).") from e
+    if run.info.lifecycle_stage == "deleted":
+        raise UserError(f"{key}: that run is deleted. Restore it in the MLflow UI, or start a new run.")
+    if run.info.status == "FINISHED":
+        raise UserError(f"{key}: that run already FINISHED, there is nothing to continue. Drop trainer.resume "
+                        "to start a new run, or re-run it with scripts/reproduce.py.")
+    diff = config_diff(stored_config(client, run_id), cfg)
+    if diff:
+        raise UserError(f"{key}: the config differs from the run's ({'; '.join(diff)}). Resume with the same "
+                        "overrides as the interrupted run (its artifact .hydra/overrides.yaml lists them).")
+    tags = run.data.tags
+    if tags.get("git.commit") != commit:
+        raise UserError(f"{key}: the run was trained by the code at commit {tags.get('git.commit')}, this code is "
+                        f"at {commit}. Check out that commit to continue it, or start a new run.")
+    logged = max((m.step for m in client.get_metric_history(run_id, "val/ce")), default=0)
+    checkpoint = _locate(client, run_id, tags, folder)
+    if checkpoint is None and logged:
+        raise UserError(f"{key}: the run logged {logged} epochs but its checkpoint is gone (not at "
+                        f"{tags.get(TAG)}, and no artifact {ARTIFACT}). It cannot be continued; start a new run.")
+    return Resume(run_id, checkpoint, tags, logged)
+
+
+def check_data(resumed: Resume, fingerprint: str) -> None:
+    """UserError unless the prepared data are those the run trained on."""
+    if resumed.tags.get("data.fingerprint") != fingerprint:
+        raise UserError(f"trainer.resume={resumed.run_id}: the data differ from those the run trained on "
+                        "(data.fingerprint changed). Restore the dataset files it used, or start a new run.")
+
+
+def restore(resumed: Resume, device: Any, **parts: Any) -> LoopState | None:
+    """Put the checkpoint's weights, optimizer and random states into parts and return the loop state to continue
+    from (None: start at epoch 1). Re-logs the last epoch's metrics if the process died before logging them."""
+    import mlflow
+
+    if resumed.checkpoint is None:
+        return None
+    state = checkpoint.restore(checkpoint.load(resumed.checkpoint, resumed.run_id), device=device, **parts)
+    if resumed.logged_epoch < state.epoch:  # the checkpoint is written before the epoch's metrics are logged
+        mlflow.log_metrics(state.metrics, step=state.epoch)
+    mlflow.set_tags({"resume.count": str(int(resumed.tags.get("resume.count", 0)) + 1),
+                     "resume.from_epoch": str(state.epoch)})
+    part = f", {state.progress.steps} steps into epoch {state.epoch + 1}" if state.progress else ""
+    log.info("continuing run %s after epoch %d%s (checkpoint %s)", resumed.run_id, state.epoch, part,
+             resumed.checkpoint)
+    return state
+
+
+def config_diff(stored: DictConfig, cfg: DictConfig) -> list[str]:
+    """`key: old -> new` for every setting that differs, except those in MAY_DIFFER."""
+    old, new = flatten(stored), flatten(cfg)
+    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(MAY_DIFFER))
+    return [f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _locate(client, run_id: str, tags: dict[str, str], folder: Path) -> Path | None:
+    local = Path(tags[TAG]) if tags.get(TAG) else None
+    if local is not None and local.is_file():
+        return local  # newer than the artifact whenever both exist: the artifact is only written at the end
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(client.download_artifacts(run_id, ARTIFACT, str(folder)))
+    except Exception:  # no such artifact: MLflow raises store-specific errors
+        return None
