@@ -56,8 +56,8 @@ def test_a_checkpoint_restores_weights_optimizer_scheduler_loss_random_states_an
     _step(model, optimizer, scheduler)
     state = LoopState(epoch=3, best_ce=0.5, best_epoch=2, best_weights={k: v.clone() for k, v in
                       model.state_dict().items()}, wait=1, history=[{"epoch": 3, "val/ce": 0.6}],
-                      progress=EpochProgress(generator.get_state(), 7, torch.tensor([1.5, 2.5], dtype=torch.float64),
-                                             torch.tensor(-1)), seconds=4.0)
+                      progress=EpochProgress(generator.get_state(), 7, torch.tensor([[1.5, 2.5]] * 7, dtype=torch.float64)),
+                      seconds=4.0)
     path = tmp_path / "checkpoint.pt"
     checkpoint.save(path, run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn, state=state,
                     generator=generator, scheduler=scheduler)
@@ -75,9 +75,9 @@ def test_a_checkpoint_restores_weights_optimizer_scheduler_loss_random_states_an
     assert torch.equal(loss_fn2.weight, loss_fn.weight)
     assert scheduler2.last_epoch == 1 and optimizer2.param_groups[0]["lr"] == pytest.approx(0.05)
     assert optimizer2.state_dict()["state"][0]["step"] == 1
-    assert (restored.epoch, restored.best_ce, restored.best_epoch, restored.wait, restored.metrics,
-            restored.seconds) == (3, 0.5, 2, 1, {"val/ce": 0.6}, 4.0)
-    assert restored.progress.steps == 7 and restored.progress.sums.tolist() == [1.5, 2.5]
+    assert (restored.epoch, restored.best_ce, restored.best_epoch, restored.wait, restored.history,
+            restored.seconds) == (3, 0.5, 2, 1, [{"epoch": 3, "val/ce": 0.6}], 4.0)
+    assert restored.progress.steps == 7 and restored.progress.values.tolist() == [[1.5, 2.5]] * 7
     assert torch.equal(restored.progress.generator_state, state.progress.generator_state)
     assert all(torch.equal(restored.best_weights[k], state.best_weights[k]) for k in state.best_weights)
 
@@ -226,8 +226,9 @@ def test_resume_refuses_another_config_a_finished_run_and_an_unknown_id(run_cfg,
 
 
 # ~135 steps an epoch: after the first checkpoint two epochs remain, ample time to stop it part-way
+# (persist_every_s=0: a checkpoint after every epoch, however short)
 CLI = ("imbalance=none", "trainer.batch_size=8", "trainer.epochs=3", "trainer.patience=null", "trainer.threads=1",
-       "trainer.device=cpu")
+       "trainer.device=cpu", "trainer.persist_every_s=0")
 
 
 def _start_cli_and_wait_for_a_checkpoint(tmp_path: Path) -> subprocess.Popen:

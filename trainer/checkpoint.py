@@ -5,6 +5,7 @@ stops training part-way). A crash while writing leaves the previous complete fil
 """
 from __future__ import annotations
 
+import copy
 import os
 import random
 import warnings
@@ -32,15 +33,27 @@ class CheckpointError(UserError):
         super().__init__(f"checkpoint {path}: {why}")
 
 
-def save(path: Path, *, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-         state: LoopState, generator: torch.Generator, scheduler: Any = None) -> None:
-    """Write the checkpoint to a temporary file next to path, then rename it over path (atomic on POSIX)."""
+def snapshot(*, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+             state: LoopState, generator: torch.Generator, scheduler: Any = None) -> dict[str, Any]:
+    """Everything a checkpoint holds, copied now, so that it can be written while training goes on."""
     payload = {
         "format": FORMAT, "version": VERSION, "run_id": run_id,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "rng": _rng_states(generator), "loop": _loop_to_dict(state),
     }
+    # state_dict()s hold the live tensors, which the next step changes in place: copy them. best_weights is
+    # already a copy that fit replaces rather than changes.
+    for part in ("model", "optimizer", "loss", "scheduler"):
+        payload[part] = copy.deepcopy(payload[part])
+    return payload
+
+
+def write(path: Path, payload: dict[str, Any]) -> None:
+    """Write a snapshot to a temporary file next to path, then rename it over path (atomic on POSIX).
+
+    A crash at any moment (SIGKILL, power loss) leaves either the previous complete file or the new one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -51,6 +64,11 @@ def save(path: Path, *, run_id: str, model: nn.Module, optimizer: torch.optim.Op
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save(path: Path, **parts: Any) -> None:
+    """Snapshot the parts (see snapshot) and write them to path at once."""
+    write(path, snapshot(**parts))
 
 
 def load(path: Path, run_id: str | None = None) -> dict[str, Any]:
@@ -127,8 +145,8 @@ def _restore_rng(states: dict[str, Any], generator: torch.Generator) -> None:
 
 def _loop_to_dict(s: LoopState) -> dict[str, Any]:
     p = s.progress
-    progress = None if p is None or p.sums is None else {
-        "generator_state": p.generator_state, "steps": p.steps, "sums": p.sums.cpu(), "first_bad": p.first_bad.cpu(),
+    progress = None if p is None or p.values is None else {
+        "generator_state": p.generator_state, "steps": p.steps, "values": p.values.cpu(),
         "pseudo": None if p.pseudo is None else [t.cpu() for t in p.pseudo]}
     return {"epoch": s.epoch, "best_ce": s.best_ce, "best_epoch": s.best_epoch, "best_weights": s.best_weights,
             "wait": s.wait, "done": s.done, "history": [dict(h) for h in s.history], "progress": progress,
@@ -138,7 +156,7 @@ def _loop_to_dict(s: LoopState) -> dict[str, Any]:
 def _loop_from_dict(d: dict[str, Any], device: torch.device) -> LoopState:
     p = d["progress"]
     progress = None if p is None else EpochProgress(
-        p["generator_state"], p["steps"], p["sums"].to(device), p["first_bad"].to(device),
+        p["generator_state"], p["steps"], p["values"].to(device),
         None if p["pseudo"] is None else tuple(t.to(device) for t in p["pseudo"]))
     best = None if d["best_weights"] is None else {k: v.to(device) for k, v in d["best_weights"].items()}
     return LoopState(epoch=d["epoch"], best_ce=d["best_ce"], best_epoch=d["best_epoch"], best_weights=best,

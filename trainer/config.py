@@ -61,6 +61,8 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "trainer.patience", lambda v: v is None or (_is_int(v) and v >= 1),
            "null (no early stopping) or an integer >= 1")
     _check(cfg, "trainer.min_delta", lambda v: _is_num(v) and v >= 0, "a number >= 0")
+    _check(cfg, "trainer.persist_every_s", lambda v: _is_num(v) and v >= 0,
+           "a number of seconds >= 0 (0: checkpoint and log after every epoch)")
     _check(cfg, "trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0, e.g. 1.0")
     _check(cfg, "trainer.detect_anomaly", lambda v: isinstance(v, bool), "true or false")
     _check(cfg, "model.normed_head", lambda v: isinstance(v, bool), "true (cosine classifier) or false")

@@ -58,8 +58,7 @@ class EpochProgress:
 
     generator_state: torch.Tensor  # the batch-order generator at the epoch's start: re-creates its order
     steps: int = 0  # optimizer steps done
-    sums: torch.Tensor | None = None  # running objective and plain-ce sums (float64, on the device)
-    first_bad: torch.Tensor | None = None  # first step with a non-finite loss, -1 if none
+    values: torch.Tensor | None = None  # (steps, 2): each done step's batch-mean objective and plain ce
     pseudo: tuple[torch.Tensor, torch.Tensor] | None = None  # ssl=pseudo_label: (pool indices, labels) of the epoch
 
 
@@ -76,11 +75,6 @@ class LoopState:
     history: list[dict[str, float]] = field(default_factory=list)  # every epoch's metrics, with its "epoch"
     progress: EpochProgress | None = None  # the epoch in progress when a signal stopped it part-way
     seconds: float = 0.0
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        """The metrics of epoch `epoch` as logged, to re-log if that log was lost."""
-        return {k: v for k, v in self.history[-1].items() if k != "epoch"} if self.history else {}
 # --- end of checkpointed state ---
 
 
@@ -168,23 +162,26 @@ def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
                 stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
     """One pass over the shuffled train tensors; returns train/loss and train/ce (one host read).
 
-    progress says where the epoch starts (a fresh one by default) and is updated after every step; when
-    stop() turns true the epoch ends after the current step and train_epoch returns None.
+    progress says where the epoch starts (a fresh one by default) and holds the done steps' values when the
+    epoch ends; when stop() turns true the epoch ends after the current step and train_epoch returns None.
     """
     model.train()
-    n = len(data.y)
-    device = data.y.device
+    n, bs = len(data.y), cfg.batch_size
     p = progress or EpochProgress(generator.get_state())
     generator.set_state(p.generator_state)
-    perm = epoch_indices(data.y, generator, cfg.balanced_batches).to(device, non_blocking=True)
-    if p.sums is None:
-        p.sums = torch.zeros(2, device=device, dtype=torch.float64)  # objective, plain ce
-        p.first_bad = torch.full((), -1, device=device, dtype=torch.long)
-    for step, start in enumerate(range(p.steps * cfg.batch_size, n, cfg.batch_size), start=p.steps):
-        idx = perm[start:start + cfg.batch_size]
+    perm = epoch_indices(data.y, generator, cfg.balanced_batches).to(data.y.device, non_blocking=True)
+    ce_is_loss = getattr(loss_fn, "is_plain_ce", False)  # plain cross-entropy: no second pass for train/ce
+    # Each step's values stay on the device and are read once at the end of the epoch: no host sync per step.
+    losses: list[torch.Tensor] = []
+    ces: list[torch.Tensor] = []
+    stopped = False
+    for step, start in enumerate(range(p.steps * bs, n, bs), start=p.steps):
+        idx = perm[start:start + bs]
         xb, yb = data.x[idx], data.y[idx]
         logits = model(xb)
         loss = loss_fn(logits, yb)
+        ces.append(loss.detach() if ce_is_loss else
+                   F.cross_entropy(predictive_logits(loss_fn, logits.detach().float()), yb))
         pen = penalty(model, cfg.l1, cfg.l2)
         if pen is not None:
             loss = loss + pen
@@ -193,38 +190,44 @@ def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
         if cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        with torch.no_grad():
-            ce = F.cross_entropy(predictive_logits(loss_fn, logits.detach().float()), yb, reduction="sum")
-            p.sums += torch.stack([loss.detach() * len(idx), ce])
-            # Recorded on the device and read once per epoch, so the check costs no host sync per step.
-            p.first_bad = torch.where((p.first_bad < 0) & ~torch.isfinite(loss.detach()), step, p.first_bad)
+        losses.append(loss.detach())
         p.steps = step + 1
         if stop():
-            _check_finite(p, epoch)
-            return None
-    _check_finite(p, epoch)
-    loss_sum, ce_sum = p.sums.tolist()
+            stopped = True
+            break
+    if losses:
+        new = torch.stack([torch.stack(losses), torch.stack(ces)], dim=1).double()
+        p.values = new if p.values is None else torch.cat([p.values, new])
+    return None if stopped else _epoch_means(p.values, n, bs, epoch)
+
+
+def _epoch_means(values: torch.Tensor, n: int, batch_size: int, epoch: int) -> dict[str, float]:
+    """train/loss and train/ce from the steps' batch means (weighted by batch size); NonFiniteLoss naming the
+    first step whose objective was not finite. The whole vector is reduced at once, so an epoch resumed part-way
+    sums exactly as an uninterrupted one."""
+    steps = len(values)
+    sizes = torch.full((steps,), float(batch_size), dtype=torch.float64, device=values.device)
+    sizes[-1] = n - (steps - 1) * batch_size
+    bad = torch.where(torch.isfinite(values[:, 0]), steps, torch.arange(steps, device=values.device)).min()
+    loss_sum, ce_sum, first_bad = torch.cat([(values * sizes[:, None]).sum(0), bad.double()[None]]).tolist()
+    if first_bad < steps:
+        raise NonFiniteLoss(epoch, int(first_bad))
     return {"loss": loss_sum / n, "ce": ce_sum / n}
-
-
-def _check_finite(progress: EpochProgress, epoch: int) -> None:
-    bad = int(progress.first_bad)
-    if bad >= 0:
-        raise NonFiniteLoss(epoch, bad)
 
 
 def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, train: Tensors, val: Tensors,
         classes: list[str], cfg: FitConfig, generator: torch.Generator,
         on_epoch: Callable[[int, dict[str, float]], None], state: LoopState | None = None,
-        save: Callable[[LoopState], None] = lambda state: None,
+        save: Callable[[LoopState, bool], None] = lambda state, final: None,
         stop: Callable[[], bool] = lambda: False, pseudo: ssl.PseudoLabeling | None = None) -> FitResult:
     """Train for cfg.epochs (or until val/ce stops improving), then restore the weights of the best epoch.
 
     on_epoch(epoch, metrics) receives, once per epoch (1-based), train/ and val/ metrics and lr (and
     ssl/pseudo_labels when pseudo, the unlabeled pool of ssl=pseudo_label, is given).
-    state: where to continue (a restored checkpoint); by default from the start. save(state) runs after
-    every epoch, before on_epoch, so that every logged epoch has its checkpoint; when stop() turns true,
-    fit saves the state after the current step and returns with interrupted=True.
+    state: where to continue (a restored checkpoint); by default from the start. save(state, final) runs after
+    every epoch, before on_epoch, so that a logged epoch can have its checkpoint; final is true when fit is
+    about to return (the last epoch ran, early stopping fired, or stop() turned true). When stop() turns true
+    mid-epoch, fit saves the state after the current step and returns with interrupted=True.
     """
     from tqdm.auto import tqdm
 
@@ -242,7 +245,8 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
         tr = train_epoch(model, loss_fn, optimizer, data, cfg, generator, epoch, s.progress, stop)
         if tr is None:
             s.seconds += time.perf_counter() - started
-            save(s)
+            save(s, True)
+            bar.close()
             return _result(s, cfg, interrupted=True)
         va = evaluate(model, val, loss_fn, classes, cfg.l1, cfg.l2)
         metrics = {f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()} | ssl_metrics
@@ -256,12 +260,14 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
             s.wait += 1
         s.done = epoch == cfg.epochs or (cfg.patience is not None and s.wait >= cfg.patience)
         s.seconds += time.perf_counter() - started
-        save(s)
+        interrupted = not s.done and stop()
+        save(s, s.done or interrupted)
         on_epoch(epoch, metrics)
         bar.set_postfix({"val/ce": f"{va['ce']:.4f}", "val/bal_acc": f"{va['balanced_accuracy']:.3f}"})
         if s.done:
             break
-        if stop():
+        if interrupted:
+            bar.close()
             return _result(s, cfg, interrupted=True)
     bar.close()
     if s.best_weights is not None:

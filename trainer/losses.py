@@ -77,6 +77,11 @@ class CrossEntropy(nn.Module):
         self.register_buffer("weight", weight)
         self.smoothing = float(smoothing)
 
+    @property
+    def is_plain_ce(self) -> bool:
+        """True when this is the plain, unweighted cross-entropy: the trainer then reads train/ce off the loss."""
+        return self.weight is None and self.smoothing == 0.0
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(logits.dtype)
         return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.smoothing)

@@ -12,11 +12,14 @@ NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.m
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two optimizer groups: weights with weight_decay, and biases and normalization parameters without it.
+    """Two optimizer groups: weights with weight_decay, and biases and normalization parameters without it
+    (one group of all parameters when weight_decay is 0).
 
     Decaying a bias or a normalization scale only pulls the layer's offset or gain towards zero, which does not
     regularise the function (torchvision's reference scripts set norm_weight_decay=0 for the same reason).
     """
+    if not weight_decay:  # nothing to exempt: one group, and the optimizer's per-group work is done once a step
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": 0.0}]
     no_decay_ids = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
     decay, no_decay = [], []
     for name, p in model.named_parameters():

@@ -86,8 +86,9 @@ def restore(resumed: Resume, device: Any, **parts: Any) -> LoopState | None:
     if resumed.checkpoint is None:
         return None
     state = checkpoint.restore(checkpoint.load(resumed.checkpoint, resumed.run_id), device=device, **parts)
-    if resumed.logged_epoch < state.epoch:  # the checkpoint is written before the epoch's metrics are logged
-        mlflow.log_metrics(state.metrics, step=state.epoch)
+    for h in state.history:  # the checkpoint is written before its epochs' metrics are logged: log what was lost
+        if h["epoch"] > resumed.logged_epoch:
+            mlflow.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
     mlflow.set_tags({"resume.count": str(int(resumed.tags.get("resume.count", 0)) + 1),
                      "resume.from_epoch": str(state.epoch)})
     part = f", {state.progress.steps} steps into epoch {state.epoch + 1}" if state.progress else ""

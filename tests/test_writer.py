@@ -1,0 +1,98 @@
+"""The background EpochWriter, and the throttled hand-over of checkpoints and metrics in trainer.run."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from trainer import checkpoint
+from trainer.run import run
+from trainer.writer import EpochWriter
+
+
+def test_the_writer_writes_the_checkpoint_before_logging_and_close_waits_for_both(tmp_path):
+    events = []
+
+    def write(path, payload):
+        time.sleep(0.05)
+        events.append(("write", payload["n"]))
+
+    writer = EpochWriter(tmp_path / "c.pt", lambda epochs: events.append(("log", [e for e, _, _ in epochs])), write)
+    writer.submit({"n": 1}, [(1, {"val/ce": 1.0})])
+    writer.close()
+    assert events == [("write", 1), ("log", [1])]
+
+
+def test_a_busy_writer_writes_only_the_newest_checkpoint_and_logs_every_waiting_epoch(tmp_path):
+    release, events = threading.Event(), []
+
+    def write(path, payload):
+        release.wait(5)
+        events.append(("write", payload["n"]))
+
+    writer = EpochWriter(tmp_path / "c.pt", lambda epochs: events.append(("log", [e for e, _, _ in epochs])), write)
+    writer.submit({"n": 1}, [(1, {})])
+    time.sleep(0.05)  # the writer is now inside write(1)
+    writer.submit({"n": 2}, [(2, {})])
+    writer.submit({"n": 3}, [(3, {})])
+    release.set()
+    writer.close()
+    assert events == [("write", 1), ("log", [1]), ("write", 3), ("log", [2, 3])]
+
+
+def test_a_writer_error_reaches_the_training_thread_once(tmp_path):
+    def fail(path, payload):
+        raise OSError("disk full")
+
+    writer = EpochWriter(tmp_path / "c.pt", lambda epochs: None, fail)
+    writer.submit({"n": 1}, [(1, {})])
+    time.sleep(0.1)
+    with pytest.raises(OSError, match="disk full"):
+        writer.submit({"n": 2}, [(2, {})])
+    with pytest.raises(RuntimeError, match="stopped after an earlier error"):
+        writer.submit({"n": 3}, [(3, {})])
+    writer.close()  # already reported: close does not raise it a second time
+
+
+def test_close_raises_an_error_of_the_last_hand_over(tmp_path):
+    writer = EpochWriter(tmp_path / "c.pt", lambda epochs: (_ for _ in ()).throw(ConnectionError("server gone")),
+                         lambda path, payload: None)
+    writer.submit({"n": 1}, [(1, {})])
+    with pytest.raises(ConnectionError, match="server gone"):
+        writer.close()
+
+
+def test_throttled_runs_still_log_every_epoch_and_end_with_the_last_checkpoint(run_cfg, store):
+    handed_over = []
+    real_snapshot = checkpoint.snapshot
+
+    def counting_snapshot(**parts):
+        handed_over.append(parts["state"].epoch)
+        return real_snapshot(**parts)
+
+    with mock.patch.object(checkpoint, "snapshot", counting_snapshot):
+        result = run(run_cfg("trainer.epochs=5", "trainer.patience=null", "trainer.persist_every_s=1000"))
+        assert handed_over == [5]  # the epochs came faster than the interval: one hand-over, after the last
+        handed_over.clear()
+        run(run_cfg("trainer.epochs=5", "trainer.patience=null", "trainer.persist_every_s=0"))
+        assert handed_over == [1, 2, 3, 4, 5]
+    client = MlflowClient(store)
+    assert [m.step for m in client.get_metric_history(result.run_id, "val/ce")] == [1, 2, 3, 4, 5]
+    saved = checkpoint.load(Path(client.get_run(result.run_id).data.tags["checkpoint.path"]), result.run_id)
+    assert saved["loop"]["epoch"] == 5
+
+
+def test_a_failing_tracking_store_fails_the_run_with_its_error(run_cfg, store):
+    from mlflow.tracking import MlflowClient as Client
+
+    with mock.patch.object(Client, "log_batch", side_effect=ConnectionError("tracking server went away")), \
+            pytest.raises(ConnectionError, match="went away"):
+        run(run_cfg("trainer.epochs=3", "trainer.persist_every_s=0"))
+    client = MlflowClient(store)
+    r = client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id],
+                           order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert r.info.status == "FAILED" and "went away" in r.data.tags["error"]

@@ -1,0 +1,398 @@
+"""The benchmark behind scripts/bench.py: the harness's training path against a bare PyTorch loop.
+
+Each per-epoch case builds one model, data and optimizer and times, interleaved (A B A B ...), the harness
+(trainer.run.train_model: trainer.loop.fit with its per-epoch checkpoint and MLflow call) and a bare loop
+written here (shuffled slices of device tensors, cross-entropy, Adam; a val pass computing CE and accuracy).
+Both start from the same weights; the figure is the median seconds per epoch over the repeats.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOALS = {"overhead": 1.10, "compute": 1.10, "digits": 1.30}
+
+
+@dataclass
+class Row:
+    """One line of the benchmark's table."""
+
+    case: str
+    what: str
+    harness: float | None = None  # seconds (per epoch, per run or in all, as `unit` says)
+    bare: float | None = None
+    unit: str = "s/epoch"
+    goal: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.harness is None or not self.bare else self.harness / self.bare
+
+
+@dataclass
+class Setup:
+    """The pieces one per-epoch case needs, built once."""
+
+    model_name: str
+    x: object  # tensors on the device
+    y: object
+    xv: object
+    yv: object
+    classes: list[str]
+    batch_size: int
+
+
+def synthetic(n: int, features: int | tuple[int, ...], classes: int, seed: int = 0):
+    """A learnable synthetic problem: random inputs labelled by a random linear teacher (fast to make)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    shape = (features,) if isinstance(features, int) else features
+    x = torch.randn(n, *shape, generator=g)
+    teacher = torch.randn(x[0].numel(), classes, generator=g)
+    y = (x.reshape(n, -1) @ teacher + 0.5 * torch.randn(n, classes, generator=g)).argmax(1)
+    return x, y
+
+
+def _model(name: str, in_shape: tuple[int, ...], num_classes: int, seed: int):
+    import torch
+    from omegaconf import OmegaConf
+
+    from trainer.models import build
+
+    torch.manual_seed(seed)
+    return build(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"), in_shape, num_classes, 0.0)
+
+
+def bare_epochs(model, x, y, xv, yv, batch_size: int, epochs: int, seed: int) -> list[float]:
+    """The ten-line loop a researcher writes by hand; seconds of each epoch (train pass + val CE and accuracy)."""
+    import torch
+    import torch.nn.functional as F
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(seed)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(y), generator=g).to(y.device)
+        for i in range(0, len(y), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.inference_mode():
+            logits = torch.cat([model(xv[i:i + 1024]) for i in range(0, len(yv), 1024)])
+            ce, acc = F.cross_entropy(logits, yv).item(), (logits.argmax(1) == yv).float().mean().item()
+        del ce, acc
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def harness_epochs(model, x, y, xv, yv, classes: list[str], batch_size: int, epochs: int, seed: int,
+                   workdir: Path) -> tuple[list[float], float]:
+    """The trainer's own path for the same model and data: seconds of each epoch (from one epoch's end to the
+    next), and the rest of the call (set-up, and the final checkpoint and log it waits for) as a fixed cost."""
+    import mlflow
+    import torch
+    from omegaconf import OmegaConf
+
+    from trainer.loop import FitConfig, Tensors
+    from trainer.losses import build_loss
+    from trainer.optim import build_optimizer
+    from trainer.run import train_model
+
+    loss_fn = build_loss(OmegaConf.create({"name": "plain"}), [1] * len(classes)).to(y.device)
+    optimizer = build_optimizer(OmegaConf.load(ROOT / "conf" / "optim" / "adam.yaml"), model)
+    cfg = FitConfig(epochs=epochs, batch_size=batch_size, patience=None, progress=False)
+    ends: list[float] = []
+    with mlflow.start_run() as active:
+        start = time.perf_counter()
+        train_model(model, loss_fn, optimizer, Tensors(x, y), Tensors(xv, yv), classes, cfg,
+                    torch.Generator().manual_seed(seed), run_id=active.info.run_id,
+                    ckpt=workdir / active.info.run_id / "checkpoint.pt",
+                    on_epoch=lambda epoch, metrics: ends.append(time.perf_counter()))
+        total = time.perf_counter() - start
+    return [b - a for a, b in zip(ends, ends[1:])], total  # epochs from the second: the first holds the set-up
+
+
+def per_epoch_case(case: str, what: str, setup: Setup, epochs: int, repeats: int, workdir: Path) -> Row:
+    """Interleave harness and bare runs of `epochs` epochs, `repeats` times after a warm-up of each; the median
+    epoch (the first of each run left out) of each, and the harness's fixed cost per call."""
+    import copy
+
+    in_shape, n_cls = tuple(setup.x.shape[1:]), len(setup.classes)
+    base = _model(setup.model_name, in_shape, n_cls, seed=0).to(setup.x.device)
+    h_times, b_times, fixed = [], [], []
+    for r in range(repeats + 1):  # round 0 warms up caches, allocator and lazy imports of both
+        n = 2 if r == 0 else epochs
+        h, h_total = harness_epochs(copy.deepcopy(base), setup.x, setup.y, setup.xv, setup.yv, setup.classes,
+                                    setup.batch_size, n, r, workdir)
+        b = bare_epochs(copy.deepcopy(base), setup.x, setup.y, setup.xv, setup.yv, setup.batch_size, n, r)
+        if r:
+            h_times += h
+            b_times += b[1:]
+            fixed.append(h_total - statistics.median(b) * n)  # all the harness spends beyond n bare epochs
+    return Row(case, what, statistics.median(h_times), statistics.median(b_times), goal=f"<= {GOALS[case]:.2f}",
+               extra={"fixed_s_per_call": statistics.median(fixed)})
+
+
+def _tensors(x, y, device, val_fraction: float = 0.1):
+    n_val = int(len(y) * val_fraction)
+    return (x[n_val:].to(device), y[n_val:].to(device), x[:n_val].to(device), y[:n_val].to(device))
+
+
+def case_overhead(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0) -> list[Row]:
+    """Case 1: logreg and mlp on synthetic 200,000 x 64, 10 classes, batch 512 (overhead-bound)."""
+    x, y = synthetic(int(200_000 * scale), 64, 10)
+    x, y, xv, yv = _tensors(x, y, device)
+    classes = [str(c) for c in range(10)]
+    return [per_epoch_case("overhead", f"{m}, synthetic {len(x) + len(xv):,} x 64, batch 512",
+                           Setup(m, x, y, xv, yv, classes, 512), epochs, repeats, workdir)
+            for m in ("logreg", "mlp")]
+
+
+def case_compute(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0) -> list[Row]:
+    """Case 2: cnn on synthetic 60,000 x 1 x 28 x 28, batch 256 (compute-bound)."""
+    x, y = synthetic(int(60_000 * scale), (1, 28, 28), 10)
+    x, y, xv, yv = _tensors(x, y, device)
+    return [per_epoch_case("compute", f"cnn, synthetic {len(x) + len(xv):,} x 1x28x28, batch 256",
+                           Setup("cnn", x, y, xv, yv, [str(c) for c in range(10)], 256), epochs, repeats, workdir)]
+
+
+def case_resnet(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0) -> list[Row]:
+    """GPU only: resnet18 on synthetic 3 x 32 x 32 (CIFAR-sized), batch 256."""
+    x, y = synthetic(int(50_000 * scale), (3, 32, 32), 10)
+    x, y, xv, yv = _tensors(x, y, device)
+    row = per_epoch_case("compute", f"resnet18, synthetic {len(x) + len(xv):,} x 3x32x32, batch 256",
+                         Setup("resnet18", x, y, xv, yv, [str(c) for c in range(10)], 256), epochs, repeats, workdir)
+    return [row]
+
+
+def case_digits(device: str, epochs: int, repeats: int, workdir: Path) -> list[Row]:
+    """Case 3: the default digits run (long-tailed train split, mlp, batch 32): per epoch, and the run's fixed cost."""
+    import torch
+
+    from trainer.run import prepare
+
+    prep = prepare(_compose([f"trainer.device={device}"]))
+    ds = prep.dataset
+    t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    setup = Setup("mlp", t(ds.train.x), t(ds.train.y), t(ds.val.x), t(ds.val.y), ds.classes, 32)
+    return [per_epoch_case("digits", "the default run: digits long-tail 50, mlp, batch 32", setup, epochs, repeats,
+                           workdir)]
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def case_sweep(device: str, runs: int, workdir: Path) -> list[Row]:
+    """Case 4: an in-process sweep of `runs` default runs (4 losses x seeds): wall time, and outside training."""
+    import mlflow
+
+    from trainer.run import run
+
+    uri = f"sqlite:///{workdir / 'sweep.db'}"
+    losses = ["plain", "weighted", "label_smoothed", "focal"]
+    jobs = [[f"loss={losses[i % 4]}", f"seed={i // 4}", f"tracking.uri={uri}", f"trainer.device={device}"]
+            for i in range(runs)]
+    run(_compose(jobs[0]))  # warm-up: imports, store creation
+    start, train_s = time.perf_counter(), 0.0
+    for job in jobs:
+        result = run(_compose(job))
+        train_s += mlflow.get_run(result.run_id).data.metrics["time/train_s"]
+    total = time.perf_counter() - start
+    return [Row("sweep", f"{runs} default runs in one process (4 losses x seeds)", total, None, unit="s in all"),
+            Row("sweep", "outside training, per run", (total - train_s) / runs, None, unit="s/run",
+                goal="<= 1.0 s")]
+
+
+def case_cold_start(device: str, workdir: Path) -> list[Row]:
+    """Case 5: `python train.py` in a fresh process: wall time to the first epoch logged, and to the end."""
+    from mlflow.tracking import MlflowClient
+
+    folder = workdir / "cold"
+    folder.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer.epochs=1"], cwd=folder, env=env,
+                   capture_output=True, check=True)  # creates the store: a user's second run is the common one
+    rows = []
+    for attempt in range(3):
+        start_ms = time.time() * 1000
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"trainer.device={device}"], cwd=folder,
+                              env=env, capture_output=True, text=True, check=True)
+        end = time.perf_counter() - start
+        run_id = proc.stdout.split("MLflow run id: ")[1].split()[0]
+        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        first = client.get_metric_history(run_id, "val/ce")[0].timestamp
+        rows.append(((first - start_ms) / 1000, end))
+    first_epoch = statistics.median(r[0] for r in rows)
+    total = statistics.median(r[1] for r in rows)
+    return [Row("cold start", "python train.py: to the first epoch logged", first_epoch, None, unit="s",
+                goal="<= 5 s"),
+            Row("cold start", "python train.py: to the end", total, None, unit="s", goal="<= 10 s")]
+
+
+def case_memory(workdir: Path, n: int = 1_000_000) -> list[Row]:
+    """Case 6: peak resident memory of the data path for synthetic n x 64 float32, without and with SMOTE."""
+    rows = []
+    for resampling in ("none", "smote"):
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), resampling], capture_output=True,
+                              text=True, cwd=workdir)
+        if proc.returncode:
+            raise RuntimeError(proc.stderr[-2000:])
+        m = json.loads(proc.stdout.strip().splitlines()[-1])
+        goal = "<= 3x features" if resampling == "none" else ""
+        rows.append(Row("memory", f"{n:,} x 64 ({m['feature_mb']:.0f} MB), resampling={resampling}: "
+                                  f"+{m['peak_over_baseline_mb']:.0f} MB peak",
+                        m["peak_over_baseline_mb"] / m["feature_mb"], None, unit="x features", goal=goal,
+                        extra={"peak_rss_mb": m["peak_rss_mb"], "baseline_rss_mb": m["baseline_rss_mb"],
+                               "feature_mb": m["feature_mb"]}))
+    return rows
+
+
+# The child process behind case_memory: features generated first (their bytes are the unit), then, from the
+# resident memory at that point, the harness's data path on them: split, long-tail imbalance, resampling,
+# standardisation, device tensors, and one training epoch. Linux only (/proc/self/status, clear_refs).
+_MEMORY_CHILD = r"""
+import json, sys
+import numpy as np, torch
+from omegaconf import OmegaConf
+sys.path.insert(0, %r)
+from trainer import data, imbalance, resampling
+from trainer.bench import synthetic
+from trainer.loop import FitConfig, Tensors, fit
+from trainer.losses import build_loss
+from trainer.models import MLP
+
+def status_mb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+
+n, how = int(sys.argv[1]), sys.argv[2]
+x, y = (t.numpy() for t in synthetic(n, 64, 10))
+open("/proc/self/clear_refs", "w").write("5")  # peak RSS := current RSS: imports' transients do not count
+baseline = status_mb("VmRSS")
+ds = data.split(x, y, [str(c) for c in range(10)], 0.1, 0.1, 0, tabular=True)
+del x, y
+train = imbalance.apply(ds.train, OmegaConf.create({"name": "longtail", "ratio": 10}), 10, 0)
+sampler = {"none": None, "smote": {"_target_": "imblearn.over_sampling.SMOTE", "k_neighbors": 5}}[how]
+res = resampling.apply(train, OmegaConf.create({"name": how, "sampler": sampler}), ds.classes, 0)
+del train
+from dataclasses import replace
+ds = data.standardize(replace(ds, train=res.train))
+del res
+t = lambda s: Tensors(torch.as_tensor(s.x), torch.as_tensor(s.y))
+model = MLP((64,), 10)
+fit(model, build_loss(OmegaConf.create({"name": "plain"}), [1] * 10), torch.optim.Adam(model.parameters()),
+    t(ds.train), t(ds.val), ds.classes, FitConfig(epochs=1, batch_size=512, progress=False),
+    torch.Generator().manual_seed(0), on_epoch=lambda e, m: None)
+peak = status_mb("VmHWM")
+print(json.dumps({"feature_mb": n * 64 * 4 / 2**20, "baseline_rss_mb": baseline, "peak_rss_mb": peak,
+                  "peak_over_baseline_mb": peak - baseline}))
+""" % str(ROOT)
+
+
+def table(rows: list[Row], device_name: str) -> str:
+    """The rows as an aligned text table a user can read."""
+    head = (f"{'case':<11} {'what':<58} {'harness':>9} {'bare':>9} {'unit':<10} {'ratio':>6} {'fixed/run':>9}  "
+            f"goal")
+    lines = [f"benchmark on {device_name}", head, "-" * len(head)]
+    for r in rows:
+        num = lambda v: "" if v is None else f"{v:9.4f}"  # noqa: E731
+        ratio = "" if r.ratio is None else f"{r.ratio:6.3f}"
+        fixed = r.extra.get("fixed_s_per_call")
+        fixed = "" if fixed is None else f"{fixed:8.3f}s"
+        lines.append(f"{r.case:<11} {r.what:<58} {num(r.harness):>9} {num(r.bare):>9} {r.unit:<10} {ratio:>6} "
+                     f"{fixed:>9}  {r.goal}")
+    return "\n".join(lines)
+
+
+def device_name(device: str) -> str:
+    import platform
+
+    import torch
+
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    return (f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} torch threads (torch {torch.__version__})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Time the harness's training path against a bare PyTorch loop.")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,cold,memory "
+                   "(default: all for cpu; overhead,compute,resnet for cuda)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per timed run")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved harness/bare runs after the warm-up")
+    p.add_argument("--scale", type=float, default=1.0, help="fraction of the cases' dataset sizes (smoke tests)")
+    p.add_argument("--sweep-runs", type=int, default=12)
+    p.add_argument("--memory-rows", type=int, default=1_000_000)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    a = p.parse_args(argv)
+    if a.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda, but torch sees no CUDA device here.", file=sys.stderr)
+            return 2
+    default = "overhead,compute,resnet" if a.device == "cuda" else "overhead,compute,digits,sweep,cold,memory"
+    chosen = (a.cases or default).split(",")
+    unknown = set(chosen) - {"overhead", "compute", "digits", "sweep", "cold", "memory", "resnet"}
+    if unknown:
+        print(f"error: --cases: unknown {sorted(unknown)}", file=sys.stderr)
+        return 2
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        mlflow.set_tracking_uri(f"sqlite:///{workdir / 'bench.db'}")
+        mlflow.set_experiment("bench")
+        for case in chosen:
+            started = time.perf_counter()
+            if case == "overhead":
+                rows += case_overhead(a.device, a.epochs, a.repeats, workdir, a.scale)
+            elif case == "compute":
+                rows += case_compute(a.device, a.epochs, a.repeats, workdir, a.scale)
+            elif case == "resnet":
+                rows += case_resnet(a.device, a.epochs, a.repeats, workdir, a.scale)
+            elif case == "digits":
+                rows += case_digits(a.device, max(a.epochs, 10), a.repeats, workdir)
+            elif case == "sweep":
+                rows += case_sweep(a.device, a.sweep_runs, workdir)
+            elif case == "cold":
+                rows += case_cold_start(a.device, workdir)
+            elif case == "memory":
+                rows += case_memory(workdir, a.memory_rows)
+            print(f"[{case}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
+    name = device_name(a.device)
+    print(table(rows, name))
+    if a.json:
+        a.json.write_text(json.dumps({"device": name, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows]},
+                                     indent=2))
+    return 0
