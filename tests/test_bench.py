@@ -11,7 +11,7 @@ from conftest import ROOT
 def test_the_benchmark_runs_every_cpu_case_and_writes_its_figures(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--scale", "0.005", "--epochs", "2",
-                           "--repeats", "1", "--sweep-runs", "2", "--memory-rows", "20000", "--json", str(out)],
+                           "--repeats", "1", "--sweep-runs", "2", "--cold-runs", "1", "--memory-rows", "20000", "--json", str(out)],
                           capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(out.read_text())

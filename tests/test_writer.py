@@ -22,7 +22,7 @@ def test_the_writer_writes_the_checkpoint_before_logging_and_close_waits_for_bot
         events.append(("write", payload["n"]))
 
     writer = EpochWriter(tmp_path / "c.pt", lambda epochs: events.append(("log", [e for e, _, _ in epochs])), write)
-    writer.submit({"n": 1}, [(1, {"val/ce": 1.0})])
+    writer.submit({"n": 1}, [(1, 0, {"val/ce": 1.0})])
     writer.close()
     assert events == [("write", 1), ("log", [1])]
 
@@ -35,10 +35,10 @@ def test_a_busy_writer_writes_only_the_newest_checkpoint_and_logs_every_waiting_
         events.append(("write", payload["n"]))
 
     writer = EpochWriter(tmp_path / "c.pt", lambda epochs: events.append(("log", [e for e, _, _ in epochs])), write)
-    writer.submit({"n": 1}, [(1, {})])
+    writer.submit({"n": 1}, [(1, 0, {})])
     time.sleep(0.05)  # the writer is now inside write(1)
-    writer.submit({"n": 2}, [(2, {})])
-    writer.submit({"n": 3}, [(3, {})])
+    writer.submit({"n": 2}, [(2, 0, {})])
+    writer.submit({"n": 3}, [(3, 0, {})])
     release.set()
     writer.close()
     assert events == [("write", 1), ("log", [1]), ("write", 3), ("log", [2, 3])]
@@ -49,19 +49,19 @@ def test_a_writer_error_reaches_the_training_thread_once(tmp_path):
         raise OSError("disk full")
 
     writer = EpochWriter(tmp_path / "c.pt", lambda epochs: None, fail)
-    writer.submit({"n": 1}, [(1, {})])
+    writer.submit({"n": 1}, [(1, 0, {})])
     time.sleep(0.1)
     with pytest.raises(OSError, match="disk full"):
-        writer.submit({"n": 2}, [(2, {})])
+        writer.submit({"n": 2}, [(2, 0, {})])
     with pytest.raises(RuntimeError, match="stopped after an earlier error"):
-        writer.submit({"n": 3}, [(3, {})])
+        writer.submit({"n": 3}, [(3, 0, {})])
     writer.close()  # already reported: close does not raise it a second time
 
 
 def test_close_raises_an_error_of_the_last_hand_over(tmp_path):
     writer = EpochWriter(tmp_path / "c.pt", lambda epochs: (_ for _ in ()).throw(ConnectionError("server gone")),
                          lambda path, payload: None)
-    writer.submit({"n": 1}, [(1, {})])
+    writer.submit({"n": 1}, [(1, 0, {})])
     with pytest.raises(ConnectionError, match="server gone"):
         writer.close()
 
@@ -76,12 +76,16 @@ def test_throttled_runs_still_log_every_epoch_and_end_with_the_last_checkpoint(r
 
     with mock.patch.object(checkpoint, "snapshot", counting_snapshot):
         result = run(run_cfg("trainer.epochs=5", "trainer.patience=null", "trainer.persist_every_s=1000"))
-        assert handed_over == [5]  # the epochs came faster than the interval: one hand-over, after the last
+        # the first epoch at once, then none until the last: the epochs came faster than the interval
+        assert handed_over == [1, 5]
         handed_over.clear()
         run(run_cfg("trainer.epochs=5", "trainer.patience=null", "trainer.persist_every_s=0"))
         assert handed_over == [1, 2, 3, 4, 5]
     client = MlflowClient(store)
-    assert [m.step for m in client.get_metric_history(result.run_id, "val/ce")] == [1, 2, 3, 4, 5]
+    history = client.get_metric_history(result.run_id, "val/ce")
+    assert [m.step for m in history] == [1, 2, 3, 4, 5]
+    stamps = [m.timestamp for m in history]  # each epoch keeps the time it ended, not the time it was logged
+    assert stamps == sorted(stamps) and stamps[1] <= stamps[4]
     saved = checkpoint.load(Path(client.get_run(result.run_id).data.tags["checkpoint.path"]), result.run_id)
     assert saved["loop"]["epoch"] == 5
 

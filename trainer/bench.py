@@ -223,7 +223,7 @@ def case_sweep(device: str, runs: int, workdir: Path) -> list[Row]:
                 goal="<= 1.0 s")]
 
 
-def case_cold_start(device: str, workdir: Path) -> list[Row]:
+def case_cold_start(device: str, workdir: Path, runs: int = 3) -> list[Row]:
     """Case 5: `python train.py` in a fresh process: wall time to the first epoch logged, and to the end."""
     from mlflow.tracking import MlflowClient
 
@@ -233,7 +233,7 @@ def case_cold_start(device: str, workdir: Path) -> list[Row]:
     subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer.epochs=1"], cwd=folder, env=env,
                    capture_output=True, check=True)  # creates the store: a user's second run is the common one
     rows = []
-    for attempt in range(3):
+    for _ in range(runs):
         start_ms = time.time() * 1000
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"trainer.device={device}"], cwd=folder,
@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="interleaved harness/bare runs after the warm-up")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the cases' dataset sizes (smoke tests)")
     p.add_argument("--sweep-runs", type=int, default=12)
+    p.add_argument("--cold-runs", type=int, default=3, help="cold starts timed (the median is shown)")
     p.add_argument("--memory-rows", type=int, default=1_000_000)
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = p.parse_args(argv)
@@ -386,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             elif case == "sweep":
                 rows += case_sweep(a.device, a.sweep_runs, workdir)
             elif case == "cold":
-                rows += case_cold_start(a.device, workdir)
+                rows += case_cold_start(a.device, workdir, a.cold_runs)
             elif case == "memory":
                 rows += case_memory(workdir, a.memory_rows)
             print(f"[{case}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)

@@ -48,7 +48,7 @@ class FitResult:
     stopped_early: bool
     seconds: float = 0.0  # training time, summed over every attempt of a resumed run
     interrupted: bool = False  # stop() turned true: the last state was saved, the best weights not restored
-    history: list[dict[str, float]] = field(default_factory=list)  # every epoch's metrics, with its "epoch"
+    history: list[dict[str, float]] = field(default_factory=list)  # each epoch's metrics, "epoch", "timestamp"
 
 
 # --- state that a checkpoint saves (trainer.checkpoint); everything fit needs to continue bit-identically ---
@@ -72,10 +72,15 @@ class LoopState:
     best_weights: dict[str, torch.Tensor] | None = None
     wait: int = 0  # epochs since val/ce last improved
     done: bool = False  # the last epoch ran, or early stopping fired
-    history: list[dict[str, float]] = field(default_factory=list)  # every epoch's metrics, with its "epoch"
+    history: list[dict[str, float]] = field(default_factory=list)  # each epoch's metrics, "epoch", "timestamp"
     progress: EpochProgress | None = None  # the epoch in progress when a signal stopped it part-way
     seconds: float = 0.0
 # --- end of checkpointed state ---
+
+
+def epoch_metrics(entry: dict[str, float]) -> dict[str, float]:
+    """The metrics of a history entry, without its "epoch" and "timestamp" (ms since the epoch, at its end)."""
+    return {k: v for k, v in entry.items() if k not in ("epoch", "timestamp")}
 
 
 class NonFiniteLoss(UserError):
@@ -252,7 +257,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
         metrics = {f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()} | ssl_metrics
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         s.epoch, s.progress = epoch, None
-        s.history.append({"epoch": epoch} | metrics)
+        s.history.append({"epoch": epoch, "timestamp": int(time.time() * 1000)} | metrics)
         if va["ce"] < s.best_ce - cfg.min_delta:
             s.best_ce, s.best_epoch, s.wait = va["ce"], epoch, 0
             s.best_weights = copy.deepcopy(model.state_dict())

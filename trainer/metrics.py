@@ -37,6 +37,11 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     return float(np.abs(acc_sum - conf_sum).sum() / max(len(confidence), 1))
 
 
+def confusion_matrix(target: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class) pairs: row i holds where the samples of class i went."""
+    return np.bincount(target * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
 def from_confusion(cm: np.ndarray) -> dict[str, float | np.ndarray]:
     """accuracy, balanced_accuracy, macro_f1 and per-class recall of a confusion matrix (rows: true class).
 
@@ -72,8 +77,7 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, classes: 
         host = torch.stack([ce.double(), conf.double(), pred.double(), target.double()]).cpu().numpy()
     ce_mean = float(host[0].mean())
     conf_np, pred_np, y_np = host[1], host[2].astype(np.int64), host[3].astype(np.int64)
-    cm = np.bincount(y_np * num_classes + pred_np, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-    scores = from_confusion(cm)
+    scores = from_confusion(confusion_matrix(y_np, pred_np, num_classes))
     out = {
         "ce": ce_mean,
         "accuracy": scores["accuracy"],

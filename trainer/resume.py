@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from trainer import checkpoint
 from trainer.config import UserError
-from trainer.loop import LoopState
+from trainer.loop import LoopState, epoch_metrics
 from trainer.tracking import flatten, stored_config
 
 TAG = "checkpoint.path"  # where the run writes its checkpoint; a resumed run moves it to its own output folder
@@ -88,7 +88,7 @@ def restore(resumed: Resume, device: Any, **parts: Any) -> LoopState | None:
     state = checkpoint.restore(checkpoint.load(resumed.checkpoint, resumed.run_id), device=device, **parts)
     for h in state.history:  # the checkpoint is written before its epochs' metrics are logged: log what was lost
         if h["epoch"] > resumed.logged_epoch:
-            mlflow.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
+            mlflow.log_metrics(epoch_metrics(h), step=h["epoch"], timestamp=h.get("timestamp"))
     mlflow.set_tags({"resume.count": str(int(resumed.tags.get("resume.count", 0)) + 1),
                      "resume.from_epoch": str(state.epoch)})
     part = f", {state.progress.steps} steps into epoch {state.epoch + 1}" if state.progress else ""

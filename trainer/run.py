@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -237,7 +238,7 @@ def train_model(model: nn.Module, loss_fn: nn.Module, optimizer: Any, train: Ten
     from mlflow.tracking import MlflowClient
 
     from trainer import checkpoint
-    from trainer.loop import fit
+    from trainer.loop import epoch_metrics, fit
     from trainer.writer import EpochWriter
 
     client = MlflowClient()  # the tracking URI set for this run; thread-safe, unlike the fluent API's run stack
@@ -248,12 +249,11 @@ def train_model(model: nn.Module, loss_fn: nn.Module, optimizer: Any, train: Ten
     writer = EpochWriter(ckpt, log, checkpoint.write)
     parts = dict(model=model, optimizer=optimizer, loss_fn=loss_fn, generator=generator)
     submitted = state.epoch if state is not None else 0  # the last epoch handed over (or logged before a resume)
-    last_time = time.monotonic()
+    last_time = -math.inf  # the first epoch goes at once: the UI shows a run's first point without waiting
 
     def submit(s: LoopState) -> None:
         nonlocal submitted, last_time
-        epochs = [(h["epoch"], {k: v for k, v in h.items() if k != "epoch"}) for h in s.history
-                  if h["epoch"] > submitted]
+        epochs = [(h["epoch"], h["timestamp"], epoch_metrics(h)) for h in s.history if h["epoch"] > submitted]
         writer.submit(checkpoint.snapshot(run_id=run_id, state=s, **parts), epochs)
         submitted, last_time = s.epoch, time.monotonic()
 

@@ -9,7 +9,6 @@ newest checkpoint and logs all waiting epochs in one call.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,15 +28,15 @@ class EpochWriter:
         self._thread = threading.Thread(target=self._work, name="epoch-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, payload: dict[str, Any], epochs: list[tuple[int, dict[str, float]]]) -> None:
-        """Queue a checkpoint snapshot and the metrics of the epochs it completes (raises an earlier failure)."""
-        now = int(time.time() * 1000)
+    def submit(self, payload: dict[str, Any], epochs: list[tuple[int, int, dict[str, float]]]) -> None:
+        """Queue a checkpoint snapshot and the epochs it completes, as (epoch, time in ms, metrics); raises an
+        earlier failure of the writer."""
         with self._cond:
             self._raise()
             if self._error is not None:
                 raise RuntimeError("the epoch writer stopped after an earlier error") from self._error
             self._payload = payload
-            self._epochs += [(epoch, now, metrics) for epoch, metrics in epochs]
+            self._epochs += epochs
             self._cond.notify()
 
     def close(self, raise_error: bool = True) -> None:
