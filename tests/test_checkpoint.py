@@ -54,7 +54,7 @@ def test_a_checkpoint_restores_weights_optimizer_scheduler_loss_random_states_an
     model, optimizer, scheduler, loss_fn = _parts()
     generator = torch.Generator().manual_seed(3)
     _step(model, optimizer, scheduler)
-    state = LoopState(epoch=3, best_ce=0.5, best_epoch=2, best_weights={k: v.clone() for k, v in
+    state = LoopState(epoch=3, best_score=0.5, best_epoch=2, best_weights={k: v.clone() for k, v in
                       model.state_dict().items()}, wait=1, history=[{"epoch": 3, "val/ce": 0.6}],
                       progress=EpochProgress(generator.get_state(), 7, torch.tensor([[1.5, 2.5]] * 7, dtype=torch.float64)),
                       seconds=4.0)
@@ -75,7 +75,7 @@ def test_a_checkpoint_restores_weights_optimizer_scheduler_loss_random_states_an
     assert torch.equal(loss_fn2.weight, loss_fn.weight)
     assert scheduler2.last_epoch == 1 and optimizer2.param_groups[0]["lr"] == pytest.approx(0.05)
     assert optimizer2.state_dict()["state"][0]["step"] == 1
-    assert (restored.epoch, restored.best_ce, restored.best_epoch, restored.wait, restored.history,
+    assert (restored.epoch, restored.best_score, restored.best_epoch, restored.wait, restored.history,
             restored.seconds) == (3, 0.5, 2, 1, [{"epoch": 3, "val/ce": 0.6}], 4.0)
     assert restored.progress.steps == 7 and restored.progress.values.tolist() == [[1.5, 2.5]] * 7
     assert torch.equal(restored.progress.generator_state, state.progress.generator_state)

@@ -83,6 +83,17 @@ def test_early_stopping_restores_the_best_epoch(run_cfg, store):
     assert result.val["ce"] == pytest.approx(history[result.best_epoch], rel=1e-5)
 
 
+def test_monitor_picks_the_best_epoch_by_another_metric(run_cfg, store):
+    result = run(run_cfg("trainer.epochs=12", "trainer.patience=3", "trainer.monitor=val/balanced_accuracy"))
+    client = MlflowClient(store)
+    history = {m.step: m.value for m in client.get_metric_history(result.run_id, "val/balanced_accuracy")}
+    best = max(history.values())
+    assert history[result.best_epoch] == best and min(e for e, v in history.items() if v == best) == result.best_epoch
+    assert result.val["balanced_accuracy"] == pytest.approx(best)
+    ce = {m.step: m.value for m in client.get_metric_history(result.run_id, "val/ce")}
+    assert client.get_run(result.run_id).data.metrics["best/val/ce"] == pytest.approx(ce[result.best_epoch])
+
+
 def test_same_seed_same_result_other_seed_other_result(run_cfg):
     a, b, c = run(run_cfg("seed=5")), run(run_cfg("seed=5")), run(run_cfg("seed=6"))
     assert a.test == b.test

@@ -14,6 +14,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models: on a busy 2-core machine t
 REMEDIES = sorted(p.stem for p in (CONF / "remedy").glob("*.yaml"))
 # remedy option -> the one group option it sets
 SETS = {"weighted": ("loss", "weighted"), "label_smoothed": ("loss", "label_smoothed"),
+        "logit_adjusted": ("loss", "logit_adjusted"), "gce": ("loss", "gce"), "sce": ("loss", "sce"),
         "smote": ("resampling", "smote"), "undersample": ("resampling", "undersample"),
         "balanced_sampler": ("resampling", "balanced_sampler"), "pseudo_label": ("ssl", "pseudo_label")}
 
@@ -27,13 +28,16 @@ def _sweep(study: str) -> dict[str, str]:
 
 def test_presets_sweep_what_the_studies_promise():
     assert _sweep("imbalance_study") == {"imbalance.ratio": "10,50,100", "seed": "0,1,2",
-                                         "remedy": "plain,weighted,smote,undersample,balanced_sampler"}
+                                         "remedy": "plain,weighted,logit_adjusted,smote,undersample,balanced_sampler"}
     assert _sweep("noise_study") == {"noise.rate": "0.2,0.4", "seed": "0,1,2",
-                                     "remedy": "plain,label_smoothed,pseudo_label"}
+                                     "remedy": "plain,label_smoothed,gce,sce,pseudo_label"}
     study = make_cfg("experiment=imbalance_study")
     assert (study.dataset.name, study.imbalance.name, study.noise.name) == ("synthetic", "longtail", "none")
     noise = make_cfg("experiment=noise_study")
     assert (noise.dataset.name, noise.imbalance.name, noise.noise.name) == ("digits", "none", "symmetric")
+    for preset in ("imbalance_study", "noise_study", "loss_zoo"):  # one yardstick for losses of any shape
+        assert make_cfg(f"experiment={preset}").trainer.monitor == "val/balanced_accuracy"
+    assert make_cfg().trainer.monitor == "val/ce"
 
 
 def test_every_remedy_in_a_sweep_exists():
@@ -66,8 +70,8 @@ def _study_children(tmp_path, *args: str) -> list:
 def test_imbalance_study_runs_one_child_per_remedy(tmp_path):
     children = _study_children(tmp_path, "experiment=imbalance_study", "imbalance.ratio=100")
     tags = sorted((r.data.tags["remedy"], r.data.tags["loss"], r.data.tags["resampling"]) for r in children)
-    assert tags == [("balanced_sampler", "plain", "balanced_sampler"), ("plain", "plain", "none"),
-                    ("smote", "plain", "smote"), ("undersample", "plain", "undersample"),
+    assert tags == [("balanced_sampler", "plain", "balanced_sampler"), ("logit_adjusted", "logit_adjusted", "none"),
+                    ("plain", "plain", "none"), ("smote", "plain", "smote"), ("undersample", "plain", "undersample"),
                     ("weighted", "weighted", "none")]
     assert {r.data.params["imbalance.ratio"] for r in children} == {"100"}
 
@@ -76,6 +80,6 @@ def test_imbalance_study_runs_one_child_per_remedy(tmp_path):
 def test_noise_study_runs_one_child_per_remedy(tmp_path):
     children = _study_children(tmp_path, "experiment=noise_study", "noise.rate=0.4")
     assert sorted((r.data.tags["remedy"], r.data.tags["loss"], r.data.tags["ssl"]) for r in children) == [
-        ("label_smoothed", "label_smoothed", "none"), ("plain", "plain", "none"),
-        ("pseudo_label", "plain", "pseudo_label")]
+        ("gce", "gce", "none"), ("label_smoothed", "label_smoothed", "none"), ("plain", "plain", "none"),
+        ("pseudo_label", "plain", "pseudo_label"), ("sce", "sce", "none")]
     assert all(r.data.metrics["noise/flip_rate"] == pytest.approx(0.4, abs=0.05) for r in children)

@@ -7,6 +7,8 @@ Both start from the same weights; the figure is the median seconds per epoch ove
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -128,13 +130,21 @@ def harness_epochs(model, x, y, xv, yv, classes: list[str], batch_size: int, epo
     return [b - a for a, b in zip(ends, ends[1:])], total  # epochs from the second: the first holds the set-up
 
 
-def per_epoch_case(case: str, what: str, setup: Setup, epochs: int, repeats: int, workdir: Path) -> Row:
+def per_epoch_case(case: str, what: str, setup: Setup, epochs: int, repeats: int, workdir: Path,
+                   precision: str = "fp32") -> Row:
     """Interleave harness and bare runs of `epochs` epochs, `repeats` times after a warm-up of each; the median
     epoch (the first of each run left out) of each, and the harness's fixed cost per call."""
     import copy
 
     in_shape, n_cls = tuple(setup.x.shape[1:]), len(setup.classes)
-    base = _model(setup.model_name, in_shape, n_cls, seed=0).to(setup.x.device)
+    from omegaconf import OmegaConf
+
+    from trainer.accel import accelerate
+
+    # Both loops get the same model: with --precision bf16 (or channels-last convolutions on CUDA) that is the
+    # trainer's Accelerated wrapper, as a careful hand-written loop would autocast too.
+    base = accelerate(_model(setup.model_name, in_shape, n_cls, seed=0).to(setup.x.device),
+                      OmegaConf.create({"precision": precision}), setup.x.device)
     h_times, b_times, fixed = [], [], []
     for r in range(repeats + 1):  # round 0 warms up caches, allocator and lazy imports of both
         n = 2 if r == 0 else epochs
@@ -145,6 +155,7 @@ def per_epoch_case(case: str, what: str, setup: Setup, epochs: int, repeats: int
             h_times += h
             b_times += b[1:]
             fixed.append(h_total - statistics.median(b) * n)  # all the harness spends beyond n bare epochs
+    what = what if precision == "fp32" else f"{what}, {precision}"
     return Row(case, what, statistics.median(h_times), statistics.median(b_times), goal=f"<= {GOALS[case]:.2f}",
                extra={"fixed_s_per_call": statistics.median(fixed)})
 
@@ -154,30 +165,35 @@ def _tensors(x, y, device, val_fraction: float = 0.1):
     return (x[n_val:].to(device), y[n_val:].to(device), x[:n_val].to(device), y[:n_val].to(device))
 
 
-def case_overhead(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0) -> list[Row]:
+def case_overhead(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0,
+                  precision: str = "fp32") -> list[Row]:
     """Case 1: logreg and mlp on synthetic 200,000 x 64, 10 classes, batch 512 (overhead-bound)."""
     x, y = synthetic(int(200_000 * scale), 64, 10)
     x, y, xv, yv = _tensors(x, y, device)
     classes = [str(c) for c in range(10)]
     return [per_epoch_case("overhead", f"{m}, synthetic {len(x) + len(xv):,} x 64, batch 512",
-                           Setup(m, x, y, xv, yv, classes, 512), epochs, repeats, workdir)
+                           Setup(m, x, y, xv, yv, classes, 512), epochs, repeats, workdir, precision)
             for m in ("logreg", "mlp")]
 
 
-def case_compute(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0) -> list[Row]:
+def case_compute(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0,
+                 precision: str = "fp32") -> list[Row]:
     """Case 2: cnn on synthetic 60,000 x 1 x 28 x 28, batch 256 (compute-bound)."""
     x, y = synthetic(int(60_000 * scale), (1, 28, 28), 10)
     x, y, xv, yv = _tensors(x, y, device)
     return [per_epoch_case("compute", f"cnn, synthetic {len(x) + len(xv):,} x 1x28x28, batch 256",
-                           Setup("cnn", x, y, xv, yv, [str(c) for c in range(10)], 256), epochs, repeats, workdir)]
+                           Setup("cnn", x, y, xv, yv, [str(c) for c in range(10)], 256), epochs, repeats, workdir,
+                           precision)]
 
 
-def case_resnet(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0) -> list[Row]:
+def case_resnet(device: str, epochs: int, repeats: int, workdir: Path, scale: float = 1.0,
+                precision: str = "fp32") -> list[Row]:
     """GPU only: resnet18 on synthetic 3 x 32 x 32 (CIFAR-sized), batch 256."""
     x, y = synthetic(int(50_000 * scale), (3, 32, 32), 10)
     x, y, xv, yv = _tensors(x, y, device)
     row = per_epoch_case("compute", f"resnet18, synthetic {len(x) + len(xv):,} x 3x32x32, batch 256",
-                         Setup("resnet18", x, y, xv, yv, [str(c) for c in range(10)], 256), epochs, repeats, workdir)
+                         Setup("resnet18", x, y, xv, yv, [str(c) for c in range(10)], 256), epochs, repeats, workdir,
+                         precision)
     return [row]
 
 
@@ -212,12 +228,13 @@ def case_sweep(device: str, runs: int, workdir: Path) -> list[Row]:
     losses = ["plain", "weighted", "label_smoothed", "focal"]
     jobs = [[f"loss={losses[i % 4]}", f"seed={i // 4}", f"tracking.uri={uri}", f"trainer.device={device}"]
             for i in range(runs)]
-    run(_compose(jobs[0]))  # warm-up: imports, store creation
-    start, train_s = time.perf_counter(), 0.0
-    for job in jobs:
-        result = run(_compose(job))
-        train_s += mlflow.get_run(result.run_id).data.metrics["time/train_s"]
-    total = time.perf_counter() - start
+    with contextlib.redirect_stdout(io.StringIO()):  # each run prints its summary: not this table's business
+        run(_compose(jobs[0]))  # warm-up: imports, store creation
+        start, train_s = time.perf_counter(), 0.0
+        for job in jobs:
+            result = run(_compose(job))
+            train_s += mlflow.get_run(result.run_id).data.metrics["time/train_s"]
+        total = time.perf_counter() - start
     return [Row("sweep", f"{runs} default runs in one process (4 losses x seeds)", total, None, unit="s in all"),
             Row("sweep", "outside training, per run", (total - train_s) / runs, None, unit="s/run",
                 goal="<= 1.0 s")]
@@ -357,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="epochs per timed run")
     p.add_argument("--repeats", type=int, default=3, help="interleaved harness/bare runs after the warm-up")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the cases' dataset sizes (smoke tests)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="autocast of both loops' forward passes in the per-epoch cases")
     p.add_argument("--sweep-runs", type=int, default=12)
     p.add_argument("--cold-runs", type=int, default=3, help="cold starts timed (the median is shown)")
     p.add_argument("--memory-rows", type=int, default=1_000_000)
@@ -387,11 +406,11 @@ def main(argv: list[str] | None = None) -> int:
         for case in chosen:
             started = time.perf_counter()
             if case == "overhead":
-                rows += case_overhead(a.device, a.epochs, a.repeats, workdir, a.scale)
+                rows += case_overhead(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
             elif case == "compute":
-                rows += case_compute(a.device, a.epochs, a.repeats, workdir, a.scale)
+                rows += case_compute(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
             elif case == "resnet":
-                rows += case_resnet(a.device, a.epochs, a.repeats, workdir, a.scale)
+                rows += case_resnet(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
             elif case == "digits":
                 rows += case_digits(a.device, max(a.epochs, 10), a.repeats, workdir)
             elif case == "sweep":

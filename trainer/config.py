@@ -46,6 +46,8 @@ def _is_int(v: Any) -> bool:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+# the val metrics trainer.monitor can watch (lower is better for the first three: trainer.loop.LOWER_IS_BETTER)
+MONITORS = ("ce", "loss", "ece", "accuracy", "balanced_accuracy", "macro_f1")
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
 
 
@@ -60,7 +62,12 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "trainer.device", lambda v: v in DEVICES, "one of " + " | ".join(DEVICES))
     _check(cfg, "trainer.patience", lambda v: v is None or (_is_int(v) and v >= 1),
            "null (no early stopping) or an integer >= 1")
+    _check(cfg, "trainer.monitor", lambda v: isinstance(v, str) and v.removeprefix("val/") in MONITORS,
+           "one of " + " | ".join(f"val/{m}" for m in MONITORS))
     _check(cfg, "trainer.min_delta", lambda v: _is_num(v) and v >= 0, "a number >= 0")
+    _check(cfg, "trainer.precision", lambda v: v in ("fp32", "bf16"), "fp32 or bf16")
+    _check(cfg, "trainer.channels_last", lambda v: v in (True, False, "auto"), "auto, true or false")
+    _check(cfg, "trainer.compile", lambda v: isinstance(v, bool), "true or false")
     _check(cfg, "trainer.persist_every_s", lambda v: _is_num(v) and v >= 0,
            "a number of seconds >= 0 (0: checkpoint and log after every epoch)")
     _check(cfg, "trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0, e.g. 1.0")

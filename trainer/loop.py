@@ -17,6 +17,7 @@ from trainer.losses import predictive_logits
 from trainer.metrics import classification_metrics
 
 EVAL_BATCH = 1024
+LOWER_IS_BETTER = ("ce", "loss", "ece")
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,10 @@ class Tensors:
 class FitConfig:
     epochs: int
     batch_size: int
-    patience: int | None = None  # epochs without a val/ce improvement before stopping; None: never stop early
+    patience: int | None = None  # epochs without an improvement of `monitor` before stopping; None: never stop early
     min_delta: float = 0.0
+    monitor: str = "ce"  # the val metric that picks the best epoch and stops early: ce, loss, ece (lower is
+    #                      better) or accuracy, balanced_accuracy, macro_f1 (higher is better)
     l1: float = 0.0
     l2: float = 0.0
     grad_clip: float | None = None  # max total gradient norm; None: no clipping
@@ -67,7 +70,7 @@ class LoopState:
     """Where fit stands. fit updates it after every epoch; trainer.checkpoint saves and restores it."""
 
     epoch: int = 0  # last completed epoch (also the last MLflow step written)
-    best_ce: float = math.inf
+    best_score: float = math.inf  # the best val `monitor` so far, negated where higher is better
     best_epoch: int = 0
     best_weights: dict[str, torch.Tensor] | None = None
     wait: int = 0  # epochs since val/ce last improved
@@ -116,9 +119,12 @@ def evaluate(model: nn.Module, data: Tensors, loss_fn: nn.Module, classes: list[
     logits = predict(model, data.x)
     out = classification_metrics(predictive_logits(loss_fn, logits), data.y, classes, per_class=per_class)
     with torch.inference_mode():
-        loss = loss_fn(logits.float(), data.y)
         pen = penalty(model, l1, l2)
-        out["loss"] = float(loss if pen is None else loss + pen)
+        if getattr(loss_fn, "is_plain_ce", False) and pen is None:
+            out["loss"] = out["ce"]  # the same number: no second pass over the set
+        else:
+            loss = loss_fn(logits.float(), data.y)
+            out["loss"] = float(loss if pen is None else loss + pen)
     return out
 
 
@@ -258,8 +264,9 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         s.epoch, s.progress = epoch, None
         s.history.append({"epoch": epoch, "timestamp": int(time.time() * 1000)} | metrics)
-        if va["ce"] < s.best_ce - cfg.min_delta:
-            s.best_ce, s.best_epoch, s.wait = va["ce"], epoch, 0
+        score = va[cfg.monitor] if cfg.monitor in LOWER_IS_BETTER else -va[cfg.monitor]
+        if score < s.best_score - cfg.min_delta:
+            s.best_score, s.best_epoch, s.wait = score, epoch, 0
             s.best_weights = copy.deepcopy(model.state_dict())
         else:
             s.wait += 1
@@ -281,6 +288,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
 
 
 def _result(s: LoopState, cfg: FitConfig, interrupted: bool = False) -> FitResult:
-    return FitResult(epochs_run=s.epoch, best_epoch=s.best_epoch, best_val_ce=s.best_ce,
+    best_ce = next((h["val/ce"] for h in s.history if h["epoch"] == s.best_epoch), math.inf)
+    return FitResult(epochs_run=s.epoch, best_epoch=s.best_epoch, best_val_ce=best_ce,
                      stopped_early=s.done and s.epoch < cfg.epochs, seconds=s.seconds, interrupted=interrupted,
                      history=s.history)

@@ -72,11 +72,15 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, classes: 
     num_classes = len(names)
     logits = logits.float()
     with torch.no_grad():
-        ce = F.cross_entropy(logits, target, reduction="none")
-        conf, pred = torch.softmax(logits, dim=-1).max(dim=-1)
-        host = torch.stack([ce.double(), conf.double(), pred.double(), target.double()]).cpu().numpy()
-    ce_mean = float(host[0].mean())
-    conf_np, pred_np, y_np = host[1], host[2].astype(np.int64), host[3].astype(np.int64)
+        # Everything from the max and the logsumexp: no softmax over the whole set is materialised.
+        lse = torch.logsumexp(logits, dim=-1)
+        top, pred = logits.max(dim=-1)
+        ce = (lse - logits.gather(1, target[:, None]).squeeze(1)).mean()
+        host = torch.cat([ce.view(1), torch.exp(top - lse), pred.float(), target.float()]).cpu().numpy()
+    n = len(target)
+    ce_mean = float(host[0])
+    conf_np = host[1:n + 1].astype(np.float64)
+    pred_np, y_np = host[n + 1:2 * n + 1].astype(np.int64), host[2 * n + 1:].astype(np.int64)
     scores = from_confusion(confusion_matrix(y_np, pred_np, num_classes))
     out = {
         "ce": ce_mean,
@@ -86,7 +90,7 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, classes: 
         "ece": expected_calibration_error(conf_np, pred_np == y_np),
     }
     if per_class:
-        out.update({f"recall/{metric_key(n)}": float(r) for n, r in zip(names, scores["recall"])})
+        out.update({f"recall/{metric_key(name)}": float(r) for name, r in zip(names, scores["recall"])})
     return out
 
 

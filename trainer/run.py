@@ -46,6 +46,7 @@ class RunResult:
     best_epoch: int
     epochs_run: int
     seconds: float
+    monitor: str = "val/ce"  # the metric that picked the best epoch
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -116,6 +117,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     import torch
     from hydra.utils import instantiate
 
+    from trainer.accel import accelerate
     from trainer.inputs import with_inputs
     from trainer import checkpoint, determinism, provenance, resume
     from trainer.interrupt import stop_request
@@ -160,6 +162,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         torch.manual_seed(int(cfg.seed))
         model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout)
         model = with_inputs(model, ds, cfg.dataset).to(device)  # images: normalised (and augmented) on the device
+        model = accelerate(model, cfg.trainer, device)  # bf16, channels-last, torch.compile when asked
         loss_fn = build_loss(cfg.loss, prep.class_counts["train_resampled"]).to(device)
         weights = loss_weights(loss_fn)
         if weights:
@@ -173,6 +176,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         train, val, test = tensors(ds.train), tensors(ds.val), tensors(ds.test)
         fit_cfg = FitConfig(epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
                             patience=cfg.trainer.patience, min_delta=cfg.trainer.min_delta,
+                            monitor=cfg.trainer.monitor.removeprefix("val/"),
                             l1=cfg.regularization.l1, l2=cfg.regularization.l2, grad_clip=cfg.trainer.grad_clip,
                             balanced_batches=prep.balanced_batches)
         pseudo = None if ds.unlabeled is None else ssl.PseudoLabeling(
@@ -217,7 +221,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             mlflow.delete_tag("error")  # the interruption it recorded is over: the run finished
 
     out = RunResult(run_id, final_val, final_test, result.best_epoch, result.epochs_run,
-                    time.perf_counter() - start)
+                    time.perf_counter() - start, monitor=f"val/{fit_cfg.monitor}")
     print_summary(out, run_name, uri, cfg.tracking.experiment)
     return out
 
@@ -291,7 +295,7 @@ def _output_dir(hydra_dir: Path | None, run_id: str) -> Path:
 def print_summary(r: RunResult, run_name: str, uri: str, experiment: str) -> None:
     """A short table of the final val and test metrics, the run id and how to open the UI."""
     cols = ("ce", "accuracy", "balanced_accuracy")
-    lines = [f"run {run_name!r} finished: {r.epochs_run} epochs (best val/ce at epoch {r.best_epoch}), "
+    lines = [f"run {run_name!r} finished: {r.epochs_run} epochs (best {r.monitor} at epoch {r.best_epoch}), "
              f"{r.seconds:.1f} s",
              f"{'':6}" + "".join(f"{c:>20}" for c in cols)]
     for split, m in (("val", r.val), ("test", r.test)):
