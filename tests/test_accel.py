@@ -58,10 +58,10 @@ def test_a_compiled_run_matches_the_eager_one(run_cfg):
 @pytest.mark.parametrize("extra", [[], ["trainer.precision=bf16"], ["trainer.precision=bf16", "trainer.compile=true"]],
                          ids=["fp32", "bf16", "bf16+compile"])
 def test_cuda_runs_end_to_end(run_cfg, store, extra):
-    result = run(run_cfg("model=cnn", "trainer.device=cuda", "trainer.epochs=3", *extra))
+    result = run(run_cfg("model=cnn", "imbalance=none", "trainer.device=cuda", "trainer.epochs=6", *extra))
     r = MlflowClient(store).get_run(result.run_id)
     assert r.info.status == "FINISHED" and r.data.tags["device"].startswith("cuda")
-    assert result.test["balanced_accuracy"] > 0.2  # ten classes: chance is 0.1
+    assert result.test["balanced_accuracy"] > 0.8  # as on the CPU, where 6 such epochs reach about 0.93
 
 
 @cuda
