@@ -119,7 +119,7 @@ def test_neighbour_settings_are_lowered_to_the_smallest_class_and_recorded(optio
     prep = prepare(make_cfg(f"resampling={option}"))  # the longtail tail class has 2 samples
     expected = 2 if option == "near_miss" else 1
     assert prep.params[used] == expected
-    assert f"class '9' has 2 train samples" in caplog.text
+    assert "class '9' has 2 train samples" in caplog.text
 
 
 def test_adasyn_lowers_n_neighbors_too(caplog):

@@ -69,11 +69,11 @@ class EpochProgress:
 class LoopState:
     """Where fit stands. fit updates it after every epoch; trainer.checkpoint saves and restores it."""
 
-    epoch: int = 0  # last completed epoch (also the last MLflow step written)
+    epoch: int = 0  # last completed epoch
     best_score: float = math.inf  # the best val `monitor` so far, negated where higher is better
     best_epoch: int = 0
     best_weights: dict[str, torch.Tensor] | None = None
-    wait: int = 0  # epochs since val/ce last improved
+    wait: int = 0  # epochs since the monitored metric last improved
     done: bool = False  # the last epoch ran, or early stopping fired
     history: list[dict[str, float]] = field(default_factory=list)  # each epoch's metrics, "epoch", "timestamp"
     progress: EpochProgress | None = None  # the epoch in progress when a signal stopped it part-way

@@ -12,7 +12,6 @@ import re
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ECE_BINS = 15
 

@@ -115,7 +115,6 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
 
     import mlflow
     import torch
-    from hydra.utils import instantiate
 
     from trainer.accel import accelerate
     from trainer.inputs import with_inputs

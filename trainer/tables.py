@@ -117,7 +117,6 @@ def load_table(cfg: DictConfig) -> Source:
     Categorical columns (cfg.categorical, or when null the mostly non-numeric ones) are one-hot encoded over the
     categories of the whole file; numeric ones come first and are the columns standardised later.
     """
-    import pandas as pd
 
     if not cfg.get("path") or not cfg.get("target"):
         raise UserError("dataset=csv needs dataset.path=FILE (.csv, .tsv or .parquet) and dataset.target=COLUMN "
