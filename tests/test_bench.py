@@ -24,6 +24,7 @@ def test_the_benchmark_runs_every_cpu_case_and_writes_its_figures(tmp_path):
     assert "benchmark on CPU" in proc.stdout and "ratio" in proc.stdout
     for case in cases:
         assert case in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # no mlruns/ or outputs/ left behind
 
 
 def test_the_benchmark_refuses_cuda_without_a_gpu_and_unknown_cases():

@@ -399,30 +399,36 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     rows: list[Row] = []
+    json_path = a.json.resolve() if a.json else None
+    here = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        mlflow.set_tracking_uri(f"sqlite:///{workdir / 'bench.db'}")
-        mlflow.set_experiment("bench")
-        for case in chosen:
-            started = time.perf_counter()
-            if case == "overhead":
-                rows += case_overhead(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
-            elif case == "compute":
-                rows += case_compute(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
-            elif case == "resnet":
-                rows += case_resnet(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
-            elif case == "digits":
-                rows += case_digits(a.device, max(a.epochs, 10), a.repeats, workdir)
-            elif case == "sweep":
-                rows += case_sweep(a.device, a.sweep_runs, workdir)
-            elif case == "cold":
-                rows += case_cold_start(a.device, workdir, a.cold_runs)
-            elif case == "memory":
-                rows += case_memory(workdir, a.memory_rows)
-            print(f"[{case}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
+        os.chdir(workdir)  # MLflow's artifacts (./mlruns) and the runs' outputs/ stay in the temporary folder
+        try:
+            mlflow.set_tracking_uri(f"sqlite:///{workdir / 'bench.db'}")
+            mlflow.set_experiment("bench")
+            for case in chosen:
+                started = time.perf_counter()
+                if case == "overhead":
+                    rows += case_overhead(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
+                elif case == "compute":
+                    rows += case_compute(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
+                elif case == "resnet":
+                    rows += case_resnet(a.device, a.epochs, a.repeats, workdir, a.scale, a.precision)
+                elif case == "digits":
+                    rows += case_digits(a.device, max(a.epochs, 10), a.repeats, workdir)
+                elif case == "sweep":
+                    rows += case_sweep(a.device, a.sweep_runs, workdir)
+                elif case == "cold":
+                    rows += case_cold_start(a.device, workdir, a.cold_runs)
+                elif case == "memory":
+                    rows += case_memory(workdir, a.memory_rows)
+                print(f"[{case}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
+        finally:
+            os.chdir(here)
     name = device_name(a.device)
     print(table(rows, name))
-    if a.json:
-        a.json.write_text(json.dumps({"device": name, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows]},
+    if json_path:
+        json_path.write_text(json.dumps({"device": name, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows]},
                                      indent=2))
     return 0
