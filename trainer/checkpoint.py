@@ -1,7 +1,7 @@
 """Checkpoints: everything a run needs to continue bit-identically, written atomically, read without pickle.
 
-One file per run, `checkpoint.pt` in the run's output folder, replaced after every epoch (and when a signal
-stops training part-way). A crash while writing leaves the previous complete file in place.
+One file per run, `checkpoint.pt` in the run's output folder, replaced after an epoch at most every
+trainer.persist_every_s seconds, after the last epoch, and when a signal stops training part-way. A crash while writing leaves the previous complete file in place.
 """
 from __future__ import annotations
 
