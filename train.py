@@ -11,4 +11,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    from trainer.shutdown import run_then_exit
+
+    run_then_exit(main)  # the same exit codes, without the 2 s Python spends tearing torch and mlflow down

@@ -1,0 +1,46 @@
+"""trainer.shutdown: the fast exit keeps the exit code, the output, the atexit handlers and running threads."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPT = """
+import atexit, sys, threading, time
+sys.path.insert(0, {root!r})
+from trainer.shutdown import run_then_exit
+
+def main():
+    atexit.register(lambda: open({marker!r}, "w").write("atexit ran"))
+    threading.Thread(target=lambda: (time.sleep(0.3), open({thread_file!r}, "w").write("thread done"))).start()
+    print("summary line", end="")  # no newline: must still reach a pipe through the flush
+    {ending}
+
+run_then_exit(main)
+"""
+
+
+@pytest.mark.parametrize("ending, code", [("return 1.5", 0), ("sys.exit(3)", 3), ("sys.exit()", 0),
+                                          ("sys.exit('error: bad value')", 1)])
+def test_the_fast_exit_keeps_code_output_atexit_handlers_and_threads(tmp_path, ending, code):
+    marker, thread_file = tmp_path / "atexit.txt", tmp_path / "thread.txt"
+    script = textwrap.dedent(SCRIPT).format(root=str(ROOT), marker=str(marker), thread_file=str(thread_file),
+                                            ending=ending)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == "summary line"
+    assert marker.read_text() == "atexit ran"
+    assert thread_file.read_text() == "thread done"
+    if code == 1:
+        assert "error: bad value" in proc.stderr
+
+
+def test_an_uncaught_exception_still_prints_its_traceback(tmp_path):
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\nfrom trainer.shutdown import run_then_exit\n"
+              "def main():\n    raise RuntimeError('boom')\nrun_then_exit(main)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "RuntimeError: boom" in proc.stderr and "Traceback" in proc.stderr
