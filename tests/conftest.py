@@ -43,5 +43,8 @@ def train_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None
 
 @pytest.fixture(autouse=True)
 def _in_tmp_dir(tmp_path, monkeypatch):
-    """Each test in its own working directory: runs outside Hydra write their checkpoints under ./outputs."""
+    """Each test in its own working directory (runs outside Hydra write their checkpoints under ./outputs) and
+    without MLFLOW_TRACKING_URI, as in a fresh shell: mlflow.set_tracking_uri, called by every in-process run,
+    also sets that variable, and a later test's subprocess would inherit another test's store."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
