@@ -114,9 +114,11 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(model: nn.Module, data: Tensors, loss_fn: nn.Module, classes: list[str], l1: float = 0.0,
-             l2: float = 0.0, per_class: bool = False) -> dict[str, float]:
-    """Metrics of a split: classification metrics plus `loss`, the objective (variant + penalties)."""
-    logits = predict(model, data.x)
+             l2: float = 0.0, per_class: bool = False, logits: torch.Tensor | None = None) -> dict[str, float]:
+    """Metrics of a split: classification metrics plus `loss`, the objective (variant + penalties).
+
+    logits: the model's logits of the split when the caller has them already (predict), to save a pass."""
+    logits = predict(model, data.x) if logits is None else logits
     out = classification_metrics(predictive_logits(loss_fn, logits), data.y, classes, per_class=per_class)
     with torch.inference_mode():
         pen = penalty(model, l1, l2)
@@ -231,7 +233,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
         on_epoch: Callable[[int, dict[str, float]], None], state: LoopState | None = None,
         save: Callable[[LoopState, bool], None] = lambda state, final: None,
         stop: Callable[[], bool] = lambda: False, pseudo: ssl.PseudoLabeling | None = None) -> FitResult:
-    """Train for cfg.epochs (or until val/ce stops improving), then restore the weights of the best epoch.
+    """Train for cfg.epochs (or until val `cfg.monitor` stops improving), then restore the best epoch's weights.
 
     on_epoch(epoch, metrics) receives, once per epoch (1-based), train/ and val/ metrics and lr (and
     ssl/pseudo_labels when pseudo, the unlabeled pool of ssl=pseudo_label, is given).

@@ -20,6 +20,7 @@ from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, m
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import torch
     from torch import nn
 
     from trainer.loop import FitConfig, FitResult, LoopState, Tensors
@@ -121,7 +122,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     from trainer import checkpoint, determinism, provenance, resume
     from trainer.interrupt import stop_request
     from trainer.losses import build_loss, loss_weights
-    from trainer.loop import FitConfig, Tensors, evaluate
+    from trainer.loop import FitConfig, Tensors, evaluate, predict
     from trainer.optim import build_optimizer
     from trainer.models import build as build_model
 
@@ -195,22 +196,23 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
 
         reg = (cfg.regularization.l1, cfg.regularization.l2)
         final_val = evaluate(model, val, loss_fn, ds.classes, *reg)
-        final_test = evaluate(model, test, loss_fn, ds.classes, *reg, per_class=True)
+        test_logits = predict(model, test.x)  # one pass over test for its metrics, post-hoc metrics and figures
+        final_test = evaluate(model, test, loss_fn, ds.classes, *reg, per_class=True, logits=test_logits)
         mlflow.log_metrics({f"test/{k}": v for k, v in final_test.items()}
                            | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
                               "time/train_s": result.seconds} | prep.metrics, step=result.epochs_run)
         tau = OmegaConf.select(cfg, "eval.posthoc_tau")
         if tau is not None:
             counts = prep.class_counts["train_resampled"]
-            mlflow.log_metrics(posthoc_metrics(model, test, loss_fn, counts, ds.classes, tau), step=result.epochs_run)
+            mlflow.log_metrics(posthoc_metrics(test_logits, test.y, loss_fn, counts, ds.classes, tau),
+                               step=result.epochs_run)
 
         # --- figures (trainer/figures.py) ---
         from trainer import figures
-        from trainer.loop import predict
         from trainer.losses import predictive_logits
 
         figures_start = time.perf_counter()
-        probs = torch.softmax(predictive_logits(loss_fn, predict(model, test.x)).float(), dim=-1).cpu().numpy()
+        probs = torch.softmax(predictive_logits(loss_fn, test_logits).float(), dim=-1).cpu().numpy()
         figures.log_figures(figures.make_figures(figures.FigureInputs(
             probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history, result.best_epoch,
             figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), _output_dir(output_dir, run_id))
@@ -274,16 +276,15 @@ def train_model(model: nn.Module, loss_fn: nn.Module, optimizer: Any, train: Ten
     return result
 
 
-def posthoc_metrics(model: nn.Module, test: Tensors, loss_fn: nn.Module, counts: list[int], classes: list[str],
-                    tau: float) -> dict[str, float]:
+def posthoc_metrics(logits: torch.Tensor, target: torch.Tensor, loss_fn: nn.Module, counts: list[int],
+                    classes: list[str], tau: float) -> dict[str, float]:
     """Test metrics after post-hoc logit adjustment (eval.posthoc_tau), as test/posthoc/<metric>, beside the raw
-    test/<metric>: the model's logits minus tau * log(prior of the train counts), Menon et al. (ICLR 2021)."""
-    from trainer.loop import predict
+    test/<metric>: the model's test logits minus tau * log(prior of the train counts), Menon et al. (ICLR 2021)."""
     from trainer.losses import posthoc_adjust, predictive_logits
     from trainer.metrics import classification_metrics
 
-    logits = posthoc_adjust(predictive_logits(loss_fn, predict(model, test.x)), counts, tau)
-    return {f"test/posthoc/{k}": v for k, v in classification_metrics(logits, test.y, classes, per_class=True).items()}
+    adjusted = posthoc_adjust(predictive_logits(loss_fn, logits), counts, tau)
+    return {f"test/posthoc/{k}": v for k, v in classification_metrics(adjusted, target, classes, per_class=True).items()}
 
 
 def _output_dir(hydra_dir: Path | None, run_id: str) -> Path:
