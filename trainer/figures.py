@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.metrics import ECE_BINS, calibration_bins, confusion_matrix, from_confusion
+from trainer.metrics import ECE_BINS, calibration_bins, confusion_matrix, ece_of_bins, from_confusion
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -89,7 +89,7 @@ def reliability_figure(inp: FigureInputs, n_bins: int = ECE_BINS) -> Figure:
     confidence = inp.probs.max(axis=1).astype(np.float64)
     correct = inp.probs.argmax(axis=1) == inp.target
     total, conf_sum, acc_sum = calibration_bins(confidence, correct, n_bins)
-    ece = float(np.abs(acc_sum - conf_sum).sum() / max(len(confidence), 1))
+    ece = ece_of_bins(conf_sum, acc_sum, len(confidence))
     width = 1.0 / n_bins
     left = np.arange(n_bins) * width
     filled = total > 0

@@ -30,10 +30,15 @@ def calibration_bins(confidence: np.ndarray, correct: np.ndarray,
     return total, conf_sum, acc_sum
 
 
+def ece_of_bins(conf_sum: np.ndarray, acc_sum: np.ndarray, n: int) -> float:
+    """ECE from calibration_bins' sums over n samples: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
+    return float(np.abs(acc_sum - conf_sum).sum() / max(n, 1))
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
+    """ECE with equal-width confidence bins (see calibration_bins and ece_of_bins)."""
     _, conf_sum, acc_sum = calibration_bins(confidence, correct, n_bins)
-    return float(np.abs(acc_sum - conf_sum).sum() / max(len(confidence), 1))
+    return ece_of_bins(conf_sum, acc_sum, len(confidence))
 
 
 def confusion_matrix(target: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
