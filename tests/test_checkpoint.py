@@ -59,8 +59,8 @@ def test_a_checkpoint_restores_weights_optimizer_scheduler_loss_random_states_an
                       progress=EpochProgress(generator.get_state(), 7, torch.tensor([[1.5, 2.5]] * 7, dtype=torch.float64)),
                       seconds=4.0)
     path = tmp_path / "checkpoint.pt"
-    checkpoint.save(path, run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn, state=state,
-                    generator=generator, scheduler=scheduler)
+    checkpoint.write(path, checkpoint.snapshot(run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn,
+                                               state=state, generator=generator, scheduler=scheduler))
     expected_draws = _draws(generator)
     expected_weights = {k: v.clone() for k, v in model.state_dict().items()}
     _step(model, optimizer, scheduler)  # move everything on, then load into fresh objects
@@ -86,14 +86,14 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypat
     model, optimizer, _, loss_fn = _parts()
     path = tmp_path / "checkpoint.pt"
     kwargs = dict(run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn, generator=torch.Generator())
-    checkpoint.save(path, state=LoopState(epoch=1), **kwargs)
+    checkpoint.write(path, checkpoint.snapshot(state=LoopState(epoch=1), **kwargs))
 
     def dies_half_way(obj, f):
         f.write(b"PK\x03\x04 half a zip")
         raise OSError("disk full")
     monkeypatch.setattr(torch, "save", dies_half_way)
     with pytest.raises(OSError, match="disk full"):
-        checkpoint.save(path, state=LoopState(epoch=2), **kwargs)
+        checkpoint.write(path, checkpoint.snapshot(state=LoopState(epoch=2), **kwargs))
     assert checkpoint.load(path)["loop"]["epoch"] == 1
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
@@ -107,8 +107,8 @@ class _Evil:
 def test_a_bad_checkpoint_file_is_a_clear_error_naming_it_never_a_pickle_load(tmp_path, kind):
     model, optimizer, _, loss_fn = _parts()
     path = tmp_path / "checkpoint.pt"
-    checkpoint.save(path, run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn, state=LoopState(),
-                    generator=torch.Generator())
+    checkpoint.write(path, checkpoint.snapshot(run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn,
+                                               state=LoopState(), generator=torch.Generator()))
     whole = path.read_bytes()
     if kind == "truncated":
         path.write_bytes(whole[:len(whole) // 2])

@@ -1,7 +1,8 @@
 """Checkpoints: everything a run needs to continue bit-identically, written atomically, read without pickle.
 
 One file per run, `checkpoint.pt` in the run's output folder, replaced after an epoch at most every
-trainer.persist_every_s seconds, after the last epoch, and when a signal stops training part-way. A crash while writing leaves the previous complete file in place.
+trainer.persist_every_s seconds, after the last epoch, and when a signal stops training part-way. A crash while
+writing leaves the previous complete file in place.
 """
 from __future__ import annotations
 
@@ -64,11 +65,6 @@ def write(path: Path, payload: dict[str, Any]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def save(path: Path, **parts: Any) -> None:
-    """Snapshot the parts (see snapshot) and write them to path at once."""
-    write(path, snapshot(**parts))
 
 
 def load(path: Path, run_id: str | None = None) -> dict[str, Any]:
