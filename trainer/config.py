@@ -101,6 +101,10 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "model.normed_head", lambda v: isinstance(v, bool), "true (cosine classifier) or false")
     _check(cfg, "eval.posthoc_tau", lambda v: v is None or (_is_num(v) and v >= 0),
            "null (off) or a number >= 0, e.g. eval.posthoc_tau=1")
+    _check(cfg, "eval.shot_thresholds", lambda v: v is None or (
+        isinstance(v, (list, ListConfig)) and len(v) == 2 and all(_is_num(t) for t in v) and v[0] >= v[1] >= 0),
+        "null (the LT papers' [100, 20], scaled for small datasets) or [many, few] with many >= few >= 0, "
+        "e.g. eval.shot_thresholds=[100,20]")
     _check(cfg, "trainer.deterministic", lambda v: v in (True, False, "auto"), "true, false or auto")
     _check(cfg, "trainer.threads", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1")
     _check(cfg, "trainer.resume", lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"[0-9a-f]{32}", v)),

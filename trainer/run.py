@@ -121,7 +121,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     from trainer.inputs import with_inputs
     from trainer import checkpoint, determinism, provenance, resume
     from trainer.interrupt import stop_request
-    from trainer.losses import build_loss, loss_weights
+    from trainer.losses import build_loss, loss_weights, predictive_logits
+    from trainer.metrics import class_keys, imbalance_report
     from trainer.loop import FitConfig, Tensors, evaluate, predict
     from trainer.optim import build_optimizer
     from trainer.models import build as build_model
@@ -156,6 +157,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             resume.check_data(resumed, fingerprint)
         mlflow.set_tag("data.fingerprint", fingerprint)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
+        mlflow.log_dict(dict(zip(class_keys(ds.classes), ds.classes)), "class_keys.json")  # recall/<key> -> class
         if prep.params:
             mlflow.log_params(prep.params)
 
@@ -198,7 +200,12 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         final_val = evaluate(model, val, loss_fn, ds.classes, *reg)
         test_logits = predict(model, test.x)  # one pass over test for its metrics, post-hoc metrics and figures
         final_test = evaluate(model, test, loss_fn, ds.classes, *reg, per_class=True, logits=test_logits)
-        mlflow.log_metrics({f"test/{k}": v for k, v in final_test.items()}
+        probs = torch.softmax(predictive_logits(loss_fn, test_logits).float(), dim=-1).cpu().numpy()
+        imbalanced, eval_tags = imbalance_report(probs, test.y.cpu().numpy(), ds.classes,
+                                                 prep.class_counts["train_imbalanced"],
+                                                 OmegaConf.select(cfg, "eval.shot_thresholds"))
+        mlflow.set_tags(eval_tags)
+        mlflow.log_metrics({f"test/{k}": v for k, v in (final_test | imbalanced).items()}
                            | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
                               "time/train_s": result.seconds} | prep.metrics, step=result.epochs_run)
         tau = OmegaConf.select(cfg, "eval.posthoc_tau")
@@ -209,10 +216,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
 
         # --- figures (trainer/figures.py) ---
         from trainer import figures
-        from trainer.losses import predictive_logits
 
         figures_start = time.perf_counter()
-        probs = torch.softmax(predictive_logits(loss_fn, test_logits).float(), dim=-1).cpu().numpy()
         figures.log_figures(figures.make_figures(figures.FigureInputs(
             probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history, result.best_epoch,
             figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), _output_dir(output_dir, run_id))
