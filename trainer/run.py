@@ -139,10 +139,11 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     tags = group_tags(cfg) | {"device": str(device)} | (tags or {})
     if parent:
         tags["sweep_id"] = parent
-    with mlflow_run(experiment_id, run_name, tags, parent, run_id=resume_id) as active, stop_request() as stop:
+    with resume.KeepStatus(uri, resumed) as kept, mlflow_run(experiment_id, run_name, tags, parent,
+                                                          run_id=resume_id) as active, stop_request() as stop:
         run_id = active.info.run_id
         ckpt = _output_dir(output_dir, run_id) / checkpoint.FILENAME
-        if resumed is None:
+        if resumed is None or not resumed.recorded:  # a run stopped that early records it now
             mlflow.log_params(flatten(cfg) | {"torch.threads": threads})
             log_config(cfg, output_dir / ".hydra" if output_dir is not None else None)
             mlflow.set_tags(provenance.tags(git, device, threads, int(cfg.seed), deterministic))
@@ -186,6 +187,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         generator = torch.Generator().manual_seed(int(cfg.seed))
         parts = dict(model=model, optimizer=optimizer, loss_fn=loss_fn, generator=generator)
         state = resume.restore(resumed, device, **parts) if resumed is not None else None
+        kept.training = True  # from here on an error ends the resumed run as any run's
         try:
             with stop.deferred(), torch.autograd.set_detect_anomaly(cfg.trainer.get("detect_anomaly", False)):
                 result = train_model(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator,
@@ -310,6 +312,13 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str) -> Non
     print("\n".join(lines), flush=True)
 
 
+def _has_checkpoint(run_id: str) -> bool:
+    """Whether the run wrote a checkpoint of its own (another run's may sit in a shared output folder)."""
+    from trainer.checkpoint import FILENAME, owner
+
+    return owner(_output_dir(_hydra_job()[1], run_id) / FILENAME) == run_id
+
+
 def _resume_overrides() -> str:
     from hydra.core.hydra_config import HydraConfig
 
@@ -330,8 +339,11 @@ def main(cfg: DictConfig) -> float:
 
         last = mlflow.last_active_run()  # a signal outside training interrupts before run() knows its id
         run_id = e.run_id or (last.info.run_id if last is not None else None)
-        how = (f"; continue it with:\n  python train.py {_resume_overrides()} trainer.resume={run_id}"
-               if run_id else "")
+        command = f"python train.py {_resume_overrides()} trainer.resume={run_id}"
+        if run_id and not cfg.trainer.get("resume") and not _has_checkpoint(run_id):
+            how = f" before its first checkpoint; start it again from the beginning, in the same run, with:\n  {command}"
+        else:
+            how = f"; continue it with:\n  {command}" if run_id else ""
         print(f"{e}. The run ended KILLED{how}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
     except UserError as e:
