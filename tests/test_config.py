@@ -144,3 +144,19 @@ def test_cli_unknown_option_is_refused_by_hydra(tmp_path):
     proc = train_cli("loss=nope", cwd=tmp_path)
     assert proc.returncode != 0
     assert "loss" in proc.stderr and "plain" in proc.stderr  # Hydra lists the available options
+
+
+def test_output_folders_are_unique_per_run_even_within_one_second():
+    # issue 14: folders had one-second resolution; two runs started in one second shared one (and its checkpoint)
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    def folders() -> tuple[str, str]:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            hydra = compose("config", return_hydra_config=True).hydra
+            OmegaConf.resolve(hydra)
+            return hydra.run.dir, hydra.sweep.dir
+
+    first, second = folders(), folders()
+    assert first[0] != second[0] and first[1] != second[1]
+    assert first[0].startswith("outputs/runs/") and first[1].startswith("outputs/sweeps/")
