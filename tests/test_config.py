@@ -61,6 +61,8 @@ BAD = [
     ("regularization=elastic", "regularization.l1=-1", "regularization.l1"),
     ("trainer.epochs=1", "seed=-1", "seed"),  # issue 14: numpy's seeds are 0 <= seed < 2**32
     ("trainer.epochs=1", "seed=4294967296", "seed"),
+    ("trainer.epochs=1", "eval.shot_thresholds=[20,100]", "eval.shot_thresholds"),  # [many, few]: many >= few
+    ("trainer.epochs=1", "eval.shot_thresholds=[100]", "eval.shot_thresholds"),
 ]
 
 
