@@ -323,7 +323,8 @@ def check_keys(cfg: DictConfig) -> None:
             candidates = known | arguments
             nodes = {".".join(k.split(".")[:i]) for k in candidates for i in range(1, k.count(".") + 1)}
             parts = key.split(".")
-            added = next(".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) not in nodes)
+            added = next((".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) not in nodes),
+                         key)  # the first part that nothing declares: the key the user added
             value = OmegaConf.select(cfg, added)
             value = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
             raise UnknownKey(added, value, _near(added, candidates))
