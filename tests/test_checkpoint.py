@@ -225,6 +225,66 @@ def test_resume_refuses_another_config_a_finished_run_and_an_unknown_id(run_cfg,
         run(run_cfg("trainer.epochs=2", f"trainer.resume={'0' * 31 + 'a'}"))
 
 
+def _latest_run(client: MlflowClient) -> str:
+    return client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id],
+                              order_by=["attributes.start_time DESC"], max_results=1)[0].info.run_id
+
+
+@pytest.mark.parametrize("stopped_in", ["prepare", "flatten"], ids=["preparing data", "before logging its config"])
+def test_a_run_stopped_before_its_first_checkpoint_says_so_and_resumes_from_the_start(run_cfg, store, capsys,
+                                                                                       stopped_in):
+    # issue 14: stopped while preparing its data, the run had no data.fingerprint yet and its resume was refused
+    # with a false "the data differ", which also turned the KILLED run FAILED
+    import trainer.run as run_module
+
+    with mock.patch.object(run_module, stopped_in, side_effect=Interrupted(signal.SIGINT)), \
+            pytest.raises(SystemExit) as exited:
+        run_module.main(run_cfg(*RESUME))
+    assert exited.value.code == 128 + signal.SIGINT
+    client = MlflowClient(store)
+    run_id = _latest_run(client)
+    assert client.get_run(run_id).info.status == "KILLED"
+    err = capsys.readouterr().err
+    assert "before its first checkpoint" in err and f"trainer.resume={run_id}" in err
+
+    resumed = run(run_cfg(*RESUME, f"trainer.resume={run_id}"))
+    fresh = run(run_cfg(*RESUME))
+    assert resumed.run_id == run_id and client.get_run(run_id).info.status == "FINISHED"
+    assert _histories(client, run_id) == _histories(client, fresh.run_id)
+
+
+def test_a_refused_resume_leaves_the_run_killed_and_its_checkpoint_where_it_was(run_cfg, store):
+    from trainer import provenance
+
+    run_id = _run_stopped_by_sigterm(run_cfg(*RESUME)).run_id
+    client = MlflowClient(store)
+    before = client.get_run(run_id)
+    with mock.patch.object(provenance, "data_fingerprint", return_value="0" * 16), \
+            pytest.raises(UserError, match="the data differ"):
+        run(run_cfg(*RESUME, f"trainer.resume={run_id}"))
+    after = client.get_run(run_id)
+    assert after.info.status == "KILLED" and after.info.end_time == before.info.end_time
+    for tag in ("error", "checkpoint.path"):
+        assert after.data.tags[tag] == before.data.tags[tag], tag
+    assert run(run_cfg(*RESUME, f"trainer.resume={run_id}")).run_id == run_id  # still resumable
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_local_checkpoint_of_another_run_falls_back_to_the_run_s_own_artifact(run_cfg, store):
+    # issue 14: two runs in one output folder; the later one's checkpoint replaced the earlier one's file
+    first = _run_stopped_by_sigterm(run_cfg(*RESUME)).run_id
+    second = _run_stopped_by_sigterm(run_cfg(*RESUME, "seed=1")).run_id
+    client = MlflowClient(store)
+    local = Path(client.get_run(first).data.tags["checkpoint.path"])
+    local.write_bytes(Path(client.get_run(second).data.tags["checkpoint.path"]).read_bytes())
+    assert checkpoint.owner(local) == second
+
+    run(run_cfg(*RESUME, f"trainer.resume={first}"))
+    fresh = run(run_cfg(*RESUME))
+    assert client.get_run(first).info.status == "FINISHED"
+    assert _histories(client, first) == _histories(client, fresh.run_id)
+
+
 # ~135 steps an epoch: after the first checkpoint two epochs remain, ample time to stop it part-way
 # (persist_every_s=0: a checkpoint after every epoch, however short)
 CLI = ("imbalance=none", "trainer.batch_size=8", "trainer.epochs=3", "trainer.patience=null", "trainer.threads=1",

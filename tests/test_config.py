@@ -5,7 +5,7 @@ import pytest
 from conftest import CONF, make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 
-from trainer.config import ConfigError, validate
+from trainer.config import ConfigError, UnknownKey, validate
 
 # remedy options exist for the study presets, which add the group (tests/test_studies.py composes them)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra", "remedy"))
@@ -59,6 +59,10 @@ BAD = [
     ("ssl=pseudo_label", "ssl.threshold=1.0", "ssl.threshold"),
     ("ssl=pseudo_label", "ssl.warmup_epochs=-1", "ssl.warmup_epochs"),
     ("regularization=elastic", "regularization.l1=-1", "regularization.l1"),
+    ("trainer.epochs=1", "seed=-1", "seed"),  # issue 14: numpy's seeds are 0 <= seed < 2**32
+    ("trainer.epochs=1", "seed=4294967296", "seed"),
+    ("trainer.epochs=1", "eval.shot_thresholds=[20,100]", "eval.shot_thresholds"),  # [many, few]: many >= few
+    ("trainer.epochs=1", "eval.shot_thresholds=[100]", "eval.shot_thresholds"),
 ]
 
 
@@ -76,7 +80,51 @@ def test_device_error_lists_the_allowed_devices():
         validate(make_cfg("trainer.device=tpu"))
 
 
+def test_the_largest_numpy_seed_is_accepted():
+    validate(make_cfg("seed=4294967295"))
+
+
+@pytest.mark.parametrize("overrides,key,near", [
+    (["+trainer.epoch=3"], "trainer.epoch", "trainer.epochs"),  # issue 14: accepted and ignored (41 epochs) before
+    (["+seeds=1"], "seeds", "seed"),
+    (["+model.hiden=[8]"], "model.hiden", "model.hidden"),
+    (["+optim.amsgrd=true"], "optim.amsgrd", "optim.amsgrad"),  # near a constructor argument of torch.optim.Adam
+    (["resampling=smote_tomek", "+resampling.sampler.smote.k_neighbor=3"], "resampling.sampler.smote.k_neighbor",
+     "resampling.sampler.smote.k_neighbors"),
+    (["resampling=smote_tomek", "+resampling.sampler.smote.n_jobs=2"], "resampling.sampler.smote.n_jobs", None),
+    (["+dataset.credentials={user: u}"], "dataset.credentials", None),
+])
+def test_a_key_nothing_reads_is_refused_naming_the_near_miss(overrides, key, near):
+    with pytest.raises(UnknownKey) as err:
+        validate(make_cfg(*overrides))
+    assert err.value.key == key
+    message = str(err.value)
+    assert message.startswith(f"+{key}=") and "not a setting" in message
+    assert (f"did you mean {near}?" in message) if near else "did you mean" not in message
+
+
+@pytest.mark.parametrize("overrides", [
+    ["+optim.amsgrad=true"],  # an argument of the optimizer's constructor
+    ["resampling=smote_tomek", "+resampling.sampler.n_jobs=2"],  # of SMOTETomek's
+    ["resampling=smote", "resampling.sampler.sampling_strategy={0: 100}"],  # a dict value of a declared key
+    ["dataset=mnist", "+dataset.augment=true"],  # read by every image dataset, declared by cifar10
+    ["+tracking.api_token=abc"],  # for a tracking plugin: recorded masked
+])
+def test_legitimate_additions_are_accepted(overrides):
+    validate(make_cfg(*overrides))
+
+
+def test_a_key_of_another_option_is_accepted_with_a_warning(caplog):
+    # a sweep -m loss=plain,focal +loss.alpha=0.25 applies the addition to both options
+    validate(make_cfg("loss=focal", "+loss.alpha=0.25"))
+    assert not caplog.records
+    validate(make_cfg("loss=plain", "+loss.alpha=0.25"))
+    assert "loss.alpha is not read by loss=plain (only by loss=focal, loss=sce)" in caplog.text
+
+
 @pytest.mark.parametrize("args,key", [
+    (["seed=-1"], "seed=-1"),
+    (["+trainer.epoch=3"], "did you mean trainer.epochs?"),
     (["loss=focal", "loss.gamma=-1"], "loss.gamma"),
     (["imbalance.ratio=0.5"], "imbalance.ratio"),
     (["trainer.device=tpu"], "trainer.device"),
@@ -98,3 +146,19 @@ def test_cli_unknown_option_is_refused_by_hydra(tmp_path):
     proc = train_cli("loss=nope", cwd=tmp_path)
     assert proc.returncode != 0
     assert "loss" in proc.stderr and "plain" in proc.stderr  # Hydra lists the available options
+
+
+def test_output_folders_are_unique_per_run_even_within_one_second():
+    # issue 14: folders had one-second resolution; two runs started in one second shared one (and its checkpoint)
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    def folders() -> tuple[str, str]:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            hydra = compose("config", return_hydra_config=True).hydra
+            OmegaConf.resolve(hydra)
+            return hydra.run.dir, hydra.sweep.dir
+
+    first, second = folders(), folders()
+    assert first[0] != second[0] and first[1] != second[1]
+    assert first[0].startswith("outputs/runs/") and first[1].startswith("outputs/sweeps/")

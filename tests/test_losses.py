@@ -238,16 +238,43 @@ def test_class_balanced_uses_effective_number_weights_as_ce_or_focal():
         expected.tolist()).replace(" ", ""))(LOGITS, TARGET))
 
 
-def test_label_smoothing_with_weights_matches_torch_and_its_written_out_formula():
+def test_label_smoothing_with_weights_is_the_per_sample_weight_times_the_smoothed_cross_entropy():
     loss = loss_of("loss=label_smoothed", "loss.smoothing=0.2", "loss.scheme=inverse")
     w = class_weights(COUNTS, "inverse").double()
-    value = loss(LOGITS, TARGET)
-    assert torch.allclose(value, F.cross_entropy(LOGITS, TARGET, weight=w, label_smoothing=0.2))
-    # PyTorch's convention: both terms summed over the batch and divided by the sum of the target weights
-    logp = F.log_softmax(LOGITS, -1)
-    nll = -(w[TARGET] * logp.gather(1, TARGET[:, None]).squeeze(1))
-    smooth = -(logp * w).sum(1) / 5
-    assert torch.allclose(value, (0.8 * nll + 0.2 * smooth).sum() / w[TARGET].sum())
+    q = 0.8 * F.one_hot(TARGET, 5).double() + 0.2 / 5
+    per_sample = -(q * F.log_softmax(LOGITS, -1)).sum(1)  # README: w_y * -sum_c q_c log p_c, over sum w_y
+    assert torch.allclose(loss(LOGITS, TARGET), (w[TARGET] * per_sample).sum() / w[TARGET].sum())
+    unweighted = loss_of("loss=label_smoothed", "loss.smoothing=0.2")
+    assert torch.allclose(unweighted(LOGITS, TARGET), F.cross_entropy(LOGITS, TARGET, label_smoothing=0.2))
+
+
+def _optimum(loss_fn, target: int, classes: int = 3) -> torch.Tensor:
+    """The softmax that minimises loss_fn on one sample of class target (LBFGS on its logits)."""
+    z = torch.zeros(1, classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([z], lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14)
+    y = torch.tensor([target])
+
+    def closure():
+        opt.zero_grad()
+        value = loss_fn(z, y)
+        value.backward()
+        return value
+    opt.step(closure)
+    return torch.softmax(z.detach(), -1)[0]
+
+
+@pytest.mark.parametrize("scheme", ["inverse", "inverse_sqrt", "effective_number"])
+def test_a_weighted_label_smoothed_loss_is_minimised_at_the_smoothed_target(scheme):
+    # issue 14: with PyTorch's semantics, counts [100, 10, 1] put 0.73 of a class-0 sample's optimum on class 2
+    counts, s = [100, 10, 1], 0.1
+    loss = loss_of("loss=label_smoothed", f"loss.smoothing={s}", f"loss.scheme={scheme}", counts=counts)
+    q = torch.tensor([1 - s + s / 3, s / 3, s / 3], dtype=torch.float64)
+    for target in range(3):
+        assert torch.allclose(_optimum(loss, target), q.roll(target), atol=1e-5)
+    if scheme == "inverse":  # the property fails for PyTorch's weighted label smoothing: the test can tell
+        w = class_weights(counts, "inverse").double()
+        torch_optimum = _optimum(lambda z, y: F.cross_entropy(z, y, weight=w, label_smoothing=s), 0)
+        assert torch_optimum[2] == pytest.approx(0.73, abs=0.01)
 
 
 def test_posthoc_adjustment_subtracts_tau_log_prior_and_changes_predictions_toward_rare_classes():

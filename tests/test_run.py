@@ -165,3 +165,44 @@ def test_default_cli_run_prints_the_summary_and_writes_mlflow_db_in_the_working_
     assert r.info.status == "FINISHED" and r.info.run_name == "trainer.epochs=3"
     assert ".hydra" in {a.path for a in client.list_artifacts(run_id)}
     assert (tmp_path / "outputs" / "runs").is_dir()
+
+
+def test_a_run_logs_the_imbalance_metrics_under_readable_distinct_keys(run_cfg, store, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    # issue 14: "<50K" and ">50K" collapsed to one key; the metrics imbalance needs were missing
+    rng = np.random.default_rng(0)
+    y = np.array(["<50K"] * 300 + [">50K"] * 60)
+    x = rng.normal(size=(360, 3)) + (y == ">50K")[:, None] * 1.5
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "income": y}).to_csv(tmp_path / "adult.csv", index=False)
+    result = run(run_cfg("dataset=csv", f"dataset.path={tmp_path / 'adult.csv'}", "dataset.target=income",
+                         "imbalance=none"))
+    client = MlflowClient(store)
+    r = client.get_run(result.run_id)
+    keys = json.loads(open(client.download_artifacts(result.run_id, "class_keys.json")).read())
+    assert keys == {"lt50K": "<50K", "gt50K": ">50K"}
+    assert {"test/recall/lt50K", "test/recall/gt50K"} <= set(r.data.metrics)
+    for key in ("auroc", "average_precision", "gmean", "minority_f1", "many_shot_accuracy"):
+        assert 0.0 <= r.data.metrics[f"test/{key}"] <= 1.0, key
+    assert r.data.metrics["test/auroc"] > 0.7  # the classes are 1.5 standard deviations apart
+    assert r.data.tags["eval.minority_class"] == ">50K"
+    gmean = (r.data.metrics["test/recall/lt50K"] * r.data.metrics["test/recall/gt50K"]) ** 0.5
+    assert r.data.metrics["test/gmean"] == pytest.approx(gmean)
+
+
+def test_a_long_tailed_run_logs_many_medium_and_few_shot_accuracy(run_cfg, store):
+    result = run(run_cfg())  # digits, long-tailed ratio 50: train counts from about 108 down to 2
+    client = MlflowClient(store)
+    r = client.get_run(result.run_id)
+    counts = json.loads(open(client.download_artifacts(result.run_id, "class_counts.json")).read())
+    scale = max(counts["train_imbalanced"]) / 500
+    many, few = (float(t) for t in r.data.tags["eval.shot_thresholds_used"].split(","))
+    assert (many, few) == pytest.approx((100 * scale, 20 * scale), rel=1e-3)
+    groups = {"many_shot": [c for c, n in enumerate(counts["train_imbalanced"]) if n > many],
+              "few_shot": [c for c, n in enumerate(counts["train_imbalanced"]) if n < few]}
+    for group, classes in groups.items():
+        mean_recall = sum(r.data.metrics[f"test/recall/{c}"] for c in classes) / len(classes)
+        assert r.data.metrics[f"test/{group}_accuracy"] == pytest.approx(mean_recall)
+    assert "test/medium_shot_accuracy" in r.data.metrics and "test/auroc" in r.data.metrics
+    assert "test/average_precision" not in r.data.metrics  # ten classes: the two-class metrics are absent

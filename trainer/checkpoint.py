@@ -89,6 +89,18 @@ def load(path: Path, run_id: str | None = None) -> dict[str, Any]:
     return payload
 
 
+def owner(path: Path) -> str | None:
+    """The run id a checkpoint file belongs to; None if it is not a readable checkpoint. Memory-maps the file,
+    so asking costs no read of the weights."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - truncated, foreign or missing: not a checkpoint of any run
+        return None
+    return payload.get("run_id") if isinstance(payload, dict) and payload.get("format") == FORMAT else None
+
+
 def restore(payload: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
             generator: torch.Generator, device: torch.device, scheduler: Any = None) -> LoopState:
     """Put a loaded checkpoint's weights, optimizer, loss and random states back; return the loop state."""

@@ -1,8 +1,13 @@
 """Validation of a composed experiment config, before any data is loaded or any run is opened."""
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
+import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -10,6 +15,24 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 class UserError(Exception):
     """An error the user can fix by changing a setting; its message names the setting and the fix."""
+
+
+log = logging.getLogger(__name__)
+CONF = Path(__file__).resolve().parents[1] / "conf"
+FREE_PREFIXES = ("tracking.",)  # tracking may carry keys for MLflow plugins (a token): recorded masked, not read
+READ_WITH_DEFAULT = ("dataset.augment",)  # read by every image dataset, declared only by those that augment by default
+SEED_LIMIT = 2 ** 32  # numpy's seeds (split, imbalance, noise, resampling) are 0 <= seed < 2**32
+
+
+class UnknownKey(UserError):
+    """A key added with `+` that the harness does not read: it would be ignored. Names the near miss."""
+
+    def __init__(self, key: str, value: Any, near: list[str]) -> None:
+        self.key = key
+        value = str(value).lower() if isinstance(value, bool) else value
+        fix = (f"did you mean {near[0]}? Write {near[0]}={value} (without '+')" if near
+               else "remove it; README's Configuration section lists the settings")
+        super().__init__(f"+{key}={value}: {key} is not a setting of the harness (nothing reads it); {fix}.")
 
 
 class ConfigError(UserError):
@@ -52,8 +75,11 @@ WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check every value a user can set; raise ConfigError naming the first bad key."""
-    _check(cfg, "seed", _is_int, "an integer, e.g. seed=0")
+    """Check every value a user can set; raise UnknownKey for a key no config file declares, ConfigError naming
+    the first bad value."""
+    check_keys(cfg)
+    _check(cfg, "seed", lambda v: _is_int(v) and 0 <= v < SEED_LIMIT,
+           f"an integer in [0, 2**32 - 1 = {SEED_LIMIT - 1}] (numpy's seed range), e.g. seed=0")
     for part in ("val", "test"):
         _check(cfg, f"split.{part}", lambda v: _is_num(v) and 0 < v < 0.5, "a fraction in (0, 0.5), e.g. 0.2")
 
@@ -75,6 +101,10 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "model.normed_head", lambda v: isinstance(v, bool), "true (cosine classifier) or false")
     _check(cfg, "eval.posthoc_tau", lambda v: v is None or (_is_num(v) and v >= 0),
            "null (off) or a number >= 0, e.g. eval.posthoc_tau=1")
+    _check(cfg, "eval.shot_thresholds", lambda v: v is None or (
+        isinstance(v, (list, ListConfig)) and len(v) == 2 and all(_is_num(t) for t in v) and v[0] >= v[1] >= 0),
+        "null (the LT papers' [100, 20], scaled for small datasets) or [many, few] with many >= few >= 0, "
+        "e.g. eval.shot_thresholds=[100,20]")
     _check(cfg, "trainer.deterministic", lambda v: v in (True, False, "auto"), "true, false or auto")
     _check(cfg, "trainer.threads", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1")
     _check(cfg, "trainer.resume", lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"[0-9a-f]{32}", v)),
@@ -198,3 +228,110 @@ def _focal_alpha_ok(v: Any) -> bool:
     if isinstance(v, (list, ListConfig)):
         return len(v) > 0 and all(_is_num(a) and a >= 0 for a in v)
     return False
+
+
+# --- keys: every key of the composed config must be one that conf/ declares (or a constructor argument) -------
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted keys of the leaves of a plain config tree (a list or an empty dict is a leaf)."""
+    if isinstance(node, dict) and node:
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix
+
+
+@functools.cache
+def declared_keys() -> dict[str, frozenset[str]]:
+    """The dotted keys each file of conf/ declares: "" for config.yaml, "group/option" for an option's file.
+
+    Experiment presets only set keys that the groups declare; Hydra's own node is not part of a run's config.
+    """
+    import yaml  # PyYAML, which omegaconf parses with: 5x faster than OmegaConf.load for these 70 files
+
+    def keys(path: Path, package: str) -> frozenset[str]:
+        text = path.read_text()
+        tree = {k: v for k, v in (yaml.safe_load(text) or {}).items() if k not in ("defaults", "hydra")}
+        header = text.splitlines()[:3]
+        if package and not any("@package _global_" in line for line in header):
+            tree = {package: tree}
+        return frozenset(_leaves(tree))
+
+    out = {"": keys(CONF / "config.yaml", "")}
+    for group in sorted(p for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra")):
+        for option in sorted(group.glob("*.yaml")):
+            out[f"{group.name}/{option.stem}"] = keys(option, group.name)
+    return out
+
+
+def _known(key: str, known: frozenset[str], cfg: DictConfig | None = None) -> bool:
+    """key is declared, or lies inside the dict value given to a declared leaf (sampling_strategy={0: 100}).
+
+    A leaf declared null in one option (resampling=balanced_sampler's sampler) that another option fills with a
+    `_target_` node is no such value: its sub-keys are constructor arguments, checked as such."""
+    parts = key.split(".")
+    prefixes = (".".join(parts[:i]) for i in range(1, len(parts)))
+    return key in known or any(p in known and (cfg is None or OmegaConf.select(cfg, p + "._target_", default=None)
+                                               is None) for p in prefixes)
+
+
+def _constructor_arguments(cfg: DictConfig, key: str) -> tuple[frozenset[str], bool]:
+    """The dotted keys of the arguments of what the nearest `_target_` node above key builds, and whether it
+    takes any keyword (**kwargs, or a target that cannot be imported: building it will name that problem)."""
+    from hydra.utils import get_method
+
+    parts = key.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        node = ".".join(parts[:i])
+        target = OmegaConf.select(cfg, node + "._target_", default=None)
+        if target is None:
+            continue
+        try:
+            params = inspect.signature(get_method(target)).parameters.values()
+        except Exception:  # noqa: BLE001 - import errors of any kind
+            return frozenset(), True
+        return (frozenset(f"{node}.{p.name}" for p in params if p.kind is not p.VAR_KEYWORD),
+                any(p.kind is p.VAR_KEYWORD for p in params))
+    return frozenset(), False
+
+
+def _near(key: str, candidates: frozenset[str]) -> list[str]:
+    """The declared key closest to key (difflib), if its last part is close too: a shared prefix alone
+    (resampling.sampler.smote.) makes any two keys look alike."""
+    last = key.rsplit(".", 1)[-1]
+    return [c for c in difflib.get_close_matches(key, sorted(candidates), n=3, cutoff=0.8)
+            if difflib.SequenceMatcher(None, last, c.rsplit(".", 1)[-1]).ratio() >= 0.6][:1]
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """UnknownKey for the first key of cfg that no file of conf/ declares (added with `+`, e.g. a typo such as
+    +trainer.epoch=3), suggesting the nearest declared key (difflib).
+
+    Accepted besides: arguments of a `_target_`'s constructor (e.g. +optim.amsgrad=true), keys under tracking.
+    A key that only another option of its group declares (e.g. +loss.alpha with loss=plain in a sweep over
+    losses) is accepted with a warning that the chosen option does not read it.
+    """
+    declared = declared_keys()
+    known = frozenset().union(*declared.values())
+    for key in _leaves(OmegaConf.to_container(cfg, resolve=False)):
+        if not key or key.startswith(FREE_PREFIXES) or key in READ_WITH_DEFAULT:
+            continue
+        if not _known(key, known, cfg):
+            arguments, any_keyword = _constructor_arguments(cfg, key)
+            if any_keyword or _known(key, arguments):
+                continue
+            candidates = known | arguments
+            nodes = {".".join(k.split(".")[:i]) for k in candidates for i in range(1, k.count(".") + 1)}
+            parts = key.split(".")
+            added = next((".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) not in nodes),
+                         key)  # the first part that nothing declares: the key the user added
+            value = OmegaConf.select(cfg, added)
+            value = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
+            raise UnknownKey(added, value, _near(added, candidates))
+        group = key.split(".")[0]
+        chosen = declared.get(f"{group}/{OmegaConf.select(cfg, group + '.name', default='')}")
+        if chosen is not None and not _known(key, chosen | declared[""]):
+            readers = sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
+                             _known(key, ks))
+            log.warning("%s is not read by %s=%s (only by %s)", key, group, cfg[group].name,
+                        ", ".join(f"{group}={r}" for r in readers))

@@ -67,9 +67,14 @@ def _one_minus_p(log_p: torch.Tensor) -> torch.Tensor:
 
 
 class CrossEntropy(nn.Module):
-    """-sum_c q_c log softmax(z)_c with q the (optionally smoothed) one-hot target, optionally class-weighted.
+    """-w_y sum_c q_c log softmax(z)_c, q = (1 - smoothing) one_hot(y) + smoothing / C; batch mean divided by
+    the sum of the target weights w_y (by N without weights).
 
-    Exactly torch.nn.functional.cross_entropy(logits, target, weight, label_smoothing=smoothing).
+    Without smoothing this is torch.nn.functional.cross_entropy(logits, target, weight). With smoothing and
+    weights it is not PyTorch's weighted label smoothing, which weights each class's smoothing term by that
+    class's w_c: for counts [100, 10, 1] and inverse weights a class-0 sample's loss is then minimised with
+    0.73 of the probability on class 2. Here the per-sample weight w_y multiplies the whole smoothed
+    cross-entropy (Szegedy et al., CVPR 2016, re-weighted per sample), so every sample's optimum is its q.
     """
 
     def __init__(self, weight: torch.Tensor | None = None, smoothing: float = 0.0) -> None:
@@ -84,7 +89,11 @@ class CrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(logits.dtype)
-        return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.smoothing)
+        if weight is None or self.smoothing == 0.0:
+            return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.smoothing)
+        per_sample = F.cross_entropy(logits, target, label_smoothing=self.smoothing, reduction="none")
+        w = weight[target]
+        return (w * per_sample).sum() / w.sum()
 
 
 class FocalLoss(nn.Module):

@@ -26,6 +26,13 @@ class Resume:
     checkpoint: Path | None  # None: the run stopped before its first checkpoint; it starts again at epoch 1
     tags: dict[str, str]
     logged_epoch: int  # the last epoch whose metrics reached MLflow
+    status: str = "KILLED"  # the run's status and end time before this attempt: put back if it is refused
+    end_time: int | None = None
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the run got as far as recording its params, config and provenance (the tags come last)."""
+        return "git.commit" in self.tags
 
     @property
     def threads(self) -> int | None:
@@ -55,25 +62,38 @@ def find(uri: str, run_id: str, cfg: DictConfig, commit: str, folder: Path) -> R
     if run.info.status == "FINISHED":
         raise UserError(f"{key}: that run already FINISHED, there is nothing to continue. Drop trainer.resume "
                         "to start a new run, or re-run it with scripts/reproduce.py.")
-    diff = config_diff(stored_config(client, run_id), cfg)
+    tags = run.data.tags
+    logged = max((m.step for m in client.get_metric_history(run_id, "val/ce")), default=0)
+    checkpoint, foreign = _locate(client, run_id, tags, folder)
+    fresh = checkpoint is None and not logged  # stopped before its first checkpoint: it starts from the beginning
+    try:
+        stored = stored_config(client, run_id)
+    except UserError:
+        if not fresh:
+            raise
+        stored = None  # stopped before it logged its config: nothing to compare, nothing to lose
+    diff = config_diff(stored, cfg) if stored is not None else []
     if diff:
         raise UserError(f"{key}: the config differs from the run's ({'; '.join(diff)}). Resume with the same "
                         "overrides as the interrupted run (its artifact .hydra/overrides.yaml lists them).")
-    tags = run.data.tags
-    if tags.get("git.commit") != commit:
+    if tags.get("git.commit") != commit and not (fresh and "git.commit" not in tags):
         raise UserError(f"{key}: the run was trained by the code at commit {tags.get('git.commit')}, this code is "
                         f"at {commit}. Check out that commit to continue it, or start a new run.")
-    logged = max((m.step for m in client.get_metric_history(run_id, "val/ce")), default=0)
-    checkpoint = _locate(client, run_id, tags, folder)
     if checkpoint is None and logged:
+        other = f" ({foreign})" if foreign else ""
         raise UserError(f"{key}: the run logged {logged} epochs but its checkpoint is gone (not at "
-                        f"{tags.get(TAG)}, and no artifact {ARTIFACT}). It cannot be continued; start a new run.")
-    return Resume(run_id, checkpoint, tags, logged)
+                        f"{tags.get(TAG)}{other}, and no artifact {ARTIFACT}). It cannot be continued; start a new "
+                        "run.")
+    if fresh:
+        log.info("run %s stopped before its first checkpoint: it starts again from the beginning", run_id)
+    return Resume(run_id, checkpoint, tags, logged, run.info.status, run.info.end_time)
 
 
 def check_data(resumed: Resume, fingerprint: str) -> None:
-    """UserError unless the prepared data are those the run trained on."""
-    if resumed.tags.get("data.fingerprint") != fingerprint:
+    """UserError unless the prepared data are those the run trained on (a run stopped before it recorded them
+    has nothing to compare)."""
+    recorded = resumed.tags.get("data.fingerprint")
+    if recorded is not None and recorded != fingerprint:
         raise UserError(f"trainer.resume={resumed.run_id}: the data differ from those the run trained on "
                         "(data.fingerprint changed). Restore the dataset files it used, or start a new run.")
 
@@ -104,12 +124,49 @@ def config_diff(stored: DictConfig, cfg: DictConfig) -> list[str]:
     return [f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}" for k in keys if old.get(k) != new.get(k)]
 
 
-def _locate(client, run_id: str, tags: dict[str, str], folder: Path) -> Path | None:
+def _locate(client, run_id: str, tags: dict[str, str], folder: Path) -> tuple[Path | None, str]:
+    """The run's checkpoint: the local file its tag names if it is the run's own, else its artifact downloaded
+    into folder; None if neither. Also why a local file was passed over ("" if none was)."""
     local = Path(tags[TAG]) if tags.get(TAG) else None
+    foreign = ""
     if local is not None and local.is_file():
-        return local  # newer than the artifact whenever both exist: the artifact is only written at the end
+        found = checkpoint.owner(local)
+        if found == run_id:
+            return local, ""  # newer than the artifact whenever both exist: the artifact is only written at the end
+        # two runs in one output folder: the later one replaced the file
+        foreign = f"{local} belongs to run {found}" if found else f"{local} is not a readable checkpoint"
+        log.warning("%s: using the checkpoint artifact of run %s instead", foreign, run_id)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return Path(client.download_artifacts(run_id, ARTIFACT, str(folder)))
+        return Path(client.download_artifacts(run_id, ARTIFACT, str(folder))), foreign
     except Exception:  # no such artifact: MLflow raises store-specific errors
-        return None
+        return None, foreign
+
+
+class KeepStatus:
+    """Around a resumed run's MLflow context: an error before training starts again (a refused resume, data that
+    no longer load, a signal) puts the run's status, end time and the tags the attempt changed back as they were,
+    so a refused resume leaves a KILLED run KILLED. Set `training = True` when training starts: from there on
+    the run's own ending applies."""
+
+    RESTORED_TAGS = ("error", TAG)
+
+    def __init__(self, uri: str, resumed: Resume | None) -> None:
+        self.uri, self.resumed, self.training = uri, resumed, False
+
+    def __enter__(self) -> KeepStatus:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        if self.resumed is None or kind is None or self.training:
+            return
+        from mlflow.tracking import MlflowClient
+
+        client, r = MlflowClient(self.uri), self.resumed
+        client.set_terminated(r.run_id, r.status, r.end_time)
+        for tag in self.RESTORED_TAGS:
+            if tag in r.tags:
+                client.set_tag(r.run_id, tag, r.tags[tag])
+            elif tag in client.get_run(r.run_id).data.tags:
+                client.delete_tag(r.run_id, tag)
+        log.info("run %s was not continued: its status stays %s", r.run_id, r.status)

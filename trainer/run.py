@@ -121,7 +121,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     from trainer.inputs import with_inputs
     from trainer import checkpoint, determinism, provenance, resume
     from trainer.interrupt import stop_request
-    from trainer.losses import build_loss, loss_weights
+    from trainer.losses import build_loss, loss_weights, predictive_logits
+    from trainer.metrics import class_keys, imbalance_report
     from trainer.loop import FitConfig, Tensors, evaluate, predict
     from trainer.optim import build_optimizer
     from trainer.models import build as build_model
@@ -138,10 +139,11 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     tags = group_tags(cfg) | {"device": str(device)} | (tags or {})
     if parent:
         tags["sweep_id"] = parent
-    with mlflow_run(experiment_id, run_name, tags, parent, run_id=resume_id) as active, stop_request() as stop:
+    with resume.KeepStatus(uri, resumed) as kept, mlflow_run(experiment_id, run_name, tags, parent,
+                                                          run_id=resume_id) as active, stop_request() as stop:
         run_id = active.info.run_id
         ckpt = _output_dir(output_dir, run_id) / checkpoint.FILENAME
-        if resumed is None:
+        if resumed is None or not resumed.recorded:  # a run stopped that early records it now
             mlflow.log_params(flatten(cfg) | {"torch.threads": threads})
             log_config(cfg, output_dir / ".hydra" if output_dir is not None else None)
             mlflow.set_tags(provenance.tags(git, device, threads, int(cfg.seed), deterministic))
@@ -156,6 +158,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             resume.check_data(resumed, fingerprint)
         mlflow.set_tag("data.fingerprint", fingerprint)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
+        mlflow.log_dict(dict(zip(class_keys(ds.classes), ds.classes)), "class_keys.json")  # recall/<key> -> class
         if prep.params:
             mlflow.log_params(prep.params)
 
@@ -184,6 +187,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         generator = torch.Generator().manual_seed(int(cfg.seed))
         parts = dict(model=model, optimizer=optimizer, loss_fn=loss_fn, generator=generator)
         state = resume.restore(resumed, device, **parts) if resumed is not None else None
+        kept.training = True  # from here on an error ends the resumed run as any run's
         try:
             with stop.deferred(), torch.autograd.set_detect_anomaly(cfg.trainer.get("detect_anomaly", False)):
                 result = train_model(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator,
@@ -198,7 +202,12 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         final_val = evaluate(model, val, loss_fn, ds.classes, *reg)
         test_logits = predict(model, test.x)  # one pass over test for its metrics, post-hoc metrics and figures
         final_test = evaluate(model, test, loss_fn, ds.classes, *reg, per_class=True, logits=test_logits)
-        mlflow.log_metrics({f"test/{k}": v for k, v in final_test.items()}
+        probs = torch.softmax(predictive_logits(loss_fn, test_logits).float(), dim=-1).cpu().numpy()
+        imbalanced, eval_tags = imbalance_report(probs, test.y.cpu().numpy(), ds.classes,
+                                                 prep.class_counts["train_imbalanced"],
+                                                 OmegaConf.select(cfg, "eval.shot_thresholds"))
+        mlflow.set_tags(eval_tags)
+        mlflow.log_metrics({f"test/{k}": v for k, v in (final_test | imbalanced).items()}
                            | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
                               "time/train_s": result.seconds} | prep.metrics, step=result.epochs_run)
         tau = OmegaConf.select(cfg, "eval.posthoc_tau")
@@ -209,10 +218,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
 
         # --- figures (trainer/figures.py) ---
         from trainer import figures
-        from trainer.losses import predictive_logits
 
         figures_start = time.perf_counter()
-        probs = torch.softmax(predictive_logits(loss_fn, test_logits).float(), dim=-1).cpu().numpy()
         figures.log_figures(figures.make_figures(figures.FigureInputs(
             probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history, result.best_epoch,
             figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), _output_dir(output_dir, run_id))
@@ -305,6 +312,13 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str) -> Non
     print("\n".join(lines), flush=True)
 
 
+def _has_checkpoint(run_id: str) -> bool:
+    """Whether the run wrote a checkpoint of its own (another run's may sit in a shared output folder)."""
+    from trainer.checkpoint import FILENAME, owner
+
+    return owner(_output_dir(_hydra_job()[1], run_id) / FILENAME) == run_id
+
+
 def _resume_overrides() -> str:
     from hydra.core.hydra_config import HydraConfig
 
@@ -325,8 +339,11 @@ def main(cfg: DictConfig) -> float:
 
         last = mlflow.last_active_run()  # a signal outside training interrupts before run() knows its id
         run_id = e.run_id or (last.info.run_id if last is not None else None)
-        how = (f"; continue it with:\n  python train.py {_resume_overrides()} trainer.resume={run_id}"
-               if run_id else "")
+        command = f"python train.py {_resume_overrides()} trainer.resume={run_id}"
+        if run_id and not cfg.trainer.get("resume") and not _has_checkpoint(run_id):
+            how = f" before its first checkpoint; start it again from the beginning, in the same run, with:\n  {command}"
+        else:
+            how = f"; continue it with:\n  {command}" if run_id else ""
         print(f"{e}. The run ended KILLED{how}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
     except UserError as e:
