@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import data, imbalance, noise, resampling, ssl
+from trainer import data, imbalance, noise, resampling, search, ssl
 from trainer.config import UserError, validate
 from trainer.interrupt import Interrupted
 from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, parent_run_id, resolve_uri,
@@ -135,7 +135,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         resumed.threads if resumed else None), device)
     # --- end ---
 
-    tags = group_tags(cfg) | {"device": str(device)} | (tags or {})
+    trial = search.trial_hooks()  # a job of an Optuna search: its tags, per-epoch report and pruning
+    tags = group_tags(cfg) | {"device": str(device)} | trial.tags | (tags or {})
     if parent:
         tags["sweep_id"] = parent
     with mlflow_run(experiment_id, run_name, tags, parent, run_id=resume_id) as active, stop_request() as stop:
@@ -188,7 +189,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             with stop.deferred(), torch.autograd.set_detect_anomaly(cfg.trainer.get("detect_anomaly", False)):
                 result = train_model(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator,
                                      run_id=run_id, ckpt=ckpt, state=state, stop=stop, pseudo=pseudo,
-                                     persist_every_s=cfg.trainer.persist_every_s)
+                                     persist_every_s=cfg.trainer.persist_every_s, on_epoch=trial.on_epoch)
         finally:
             checkpoint.log_artifact(ckpt)
         if result.interrupted:
@@ -313,13 +314,15 @@ def _resume_overrides() -> str:
     return " ".join(o for o in HydraConfig.get().overrides.task if not o.startswith("trainer.resume="))
 
 
-def main(cfg: DictConfig) -> float:
-    """Entry point for train.py: run, and turn a user error into one message and exit code 2 (single runs)."""
+def main(cfg: DictConfig) -> RunResult:
+    """Entry point for train.py: run, and turn a user error into one message and exit code 2 (single runs).
+
+    Returns the RunResult (run id, final val and test metrics): a search's objective is read from it."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     try:
-        return run(cfg).val["ce"]
+        return run(cfg)
     except Interrupted as e:
         import mlflow
 
