@@ -135,7 +135,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         resumed.threads if resumed else None), device)
     # --- end ---
 
-    trial = search.trial_hooks()  # a job of an Optuna search: its tags, per-epoch report and pruning
+    trial = search.trial_hooks(cfg.trainer.epochs)  # in an Optuna search: tags, per-epoch report, pruning
     tags = group_tags(cfg) | {"device": str(device)} | trial.tags | (tags or {})
     if parent:
         tags["sweep_id"] = parent

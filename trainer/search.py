@@ -44,8 +44,9 @@ def open_study(study_name: str, storage: str | None, pruner: Any = None) -> Any:
     return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner or optuna.pruners.NopPruner())
 
 
-def trial_hooks() -> TrialHooks:
-    """The hooks of the Optuna trial this Hydra job runs; no tags and a no-op outside a ce_optuna search."""
+def trial_hooks(epochs: int) -> TrialHooks:
+    """The hooks of the Optuna trial this Hydra job runs (of `epochs` epochs, the last never pruned: the
+    trial is complete by then); no tags and a no-op outside a ce_optuna search."""
     from hydra.core.hydra_config import HydraConfig
 
     none = TrialHooks({}, lambda epoch, metrics: None)
@@ -65,7 +66,7 @@ def trial_hooks() -> TrialHooks:
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
         trial.report(metrics[metric], epoch)
-        if prune and trial.should_prune():
+        if prune and epoch < epochs and trial.should_prune():
             raise Pruned(f"pruned at epoch {epoch}: {metric}={metrics[metric]:.4f}")
 
     return TrialHooks({"optuna.study": study.study_name, "optuna.trial": str(number)}, report)
