@@ -256,6 +256,7 @@ def train_model(model: nn.Module, loss_fn: nn.Module, optimizer: Any, train: Ten
     parts = dict(model=model, optimizer=optimizer, loss_fn=loss_fn, generator=generator)
     submitted = state.epoch if state is not None else 0  # the last epoch handed over (or logged before a resume)
     last_time = -math.inf  # the first epoch goes at once: the UI shows a run's first point without waiting
+    latest: LoopState | None = None  # the state after the last epoch
 
     def submit(s: LoopState) -> None:
         nonlocal submitted, last_time
@@ -264,12 +265,18 @@ def train_model(model: nn.Module, loss_fn: nn.Module, optimizer: Any, train: Ten
         submitted, last_time = s.epoch, time.monotonic()
 
     def save(s: LoopState, final: bool) -> None:
+        nonlocal latest
+        latest = s
         if final or time.monotonic() - last_time >= persist_every_s:
             submit(s)
 
     try:
         result = fit(model, loss_fn, optimizer, train, val, classes, fit_cfg, generator,
                      on_epoch=on_epoch, state=state, save=save, stop=stop, pseudo=pseudo)
+    except search.Pruned:  # Optuna's pruner stopped training after an epoch: that epoch belongs to the record
+        submit(latest)
+        writer.close()
+        raise
     except BaseException:
         writer.close(raise_error=False)  # keep what was handed over; the error on its way out is the one to report
         raise
