@@ -15,6 +15,7 @@ from typing import Any
 from trainer.config import MONITORS, UserError
 
 LIVE: dict[str, Any] = {}  # study name -> optuna.Study of a search running in this process (in-memory storage)
+_STORAGES: dict[str, Any] = {}  # storage URL -> optuna.storages.RDBStorage opened by a job in this process
 METRICS = tuple(f"val/{m}" for m in MONITORS)  # the final val metrics train.py's main returns
 
 
@@ -41,7 +42,10 @@ def open_study(study_name: str, storage: str | None, pruner: Any = None) -> Any:
                             "this job (another process) cannot reach. Set hydra.sweeper.storage=sqlite:///optuna.db "
                             "(or a PostgreSQL URL), or hydra.sweeper.pruner=null.")
         return LIVE[study_name]
-    return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner or optuna.pruners.NopPruner())
+    if storage not in _STORAGES:  # one engine per process: jobs run one after another in a basic launcher's
+        _STORAGES[storage] = optuna.storages.RDBStorage(storage)  # process, and each engine holds connections
+    return optuna.load_study(study_name=study_name, storage=_STORAGES[storage],
+                             pruner=pruner or optuna.pruners.NopPruner())
 
 
 def trial_hooks(epochs: int) -> TrialHooks:

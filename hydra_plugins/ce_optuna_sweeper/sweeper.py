@@ -168,8 +168,7 @@ class CeOptunaSweeper(Sweeper):
         sampler = instantiate(self.sampler) if isinstance(self.sampler, (dict, DictConfig)) else self.sampler
         pruner = instantiate(self.pruner) if isinstance(self.pruner, (dict, DictConfig)) else self.pruner
         try:
-            storage = None if self.storage is None else optuna.storages.RDBStorage(
-                self.storage, engine_kwargs=_engine_kwargs(self.storage))
+            storage = None if self.storage is None else _rdb_storage(self.storage)
         except Exception as e:
             raise UserError(f"hydra.sweeper.storage={report.storage_label(self.storage)} cannot be used "
                             f"({type(e).__name__}: {str(e).splitlines()[0]}). Start the database or fix the "
@@ -184,7 +183,21 @@ class CeOptunaSweeper(Sweeper):
 _MISSING = object()
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
+def _rdb_storage(url: str) -> Any:
+    """Optuna's RDBStorage on url. Workers started together on a fresh database race to create Optuna's tables
+    (a unique violation on PostgreSQL for the loser): the loser tries again, and finds them made."""
+    import time
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError
+
     # PostgreSQL's client waits for an unreachable host for minutes by default: say it within seconds
-    return {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
+    kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
 
