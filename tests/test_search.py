@@ -193,3 +193,16 @@ def test_pruned_trials_end_finished_with_a_pruned_tag_and_stop_early(tmp_path):
         assert [m.step for m in history] == sorted(t.intermediate_values)
     parent = next(r for r in runs.values() if r.data.tags.get("sweep") == "parent")
     assert parent.info.status == "FINISHED" and parent.data.metrics["optuna/trials/pruned"] == len(pruned)
+
+
+def test_failing_trials_are_told_to_optuna_and_a_search_without_any_complete_trial_exits_2(tmp_path):
+    # the missing file passes the config check (it names a file) and fails inside each job
+    proc = train_cli(*_search_args(tmp_path, "hydra.sweeper.n_trials=2", "dataset=csv", "dataset.path=missing.csv",
+                                   "dataset.target=label"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "study lr: no trial completed; the first failure: trial 0:" in proc.stderr and "missing.csv" in proc.stderr
+    study = optuna.load_study(study_name="lr", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    runs = _runs(tmp_path)
+    assert {r.info.status for r in runs} == {"FAILED"}  # the trials' runs and the parent: none left RUNNING
+    assert sorted(r.data.tags.get("optuna.state", "") for r in runs) == ["", "FAIL", "FAIL"]

@@ -33,6 +33,7 @@ class CeOptunaSweeper(Sweeper):
         self.sampler, self.pruner = sampler, pruner
         self.params = OmegaConf.to_container(params) if isinstance(params, DictConfig) else params
         self.config: DictConfig | None = None
+        self.failures: list[str] = []  # "trial N: error" of the trials that raised, for the final message
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -51,11 +52,11 @@ class CeOptunaSweeper(Sweeper):
             sys.exit(2)
 
     def _sweep(self, arguments: list[str]) -> Any:
-        from trainer import search_report as report
-        from trainer.search_space import as_override, parse
         from optuna.trial import TrialState
 
         from trainer import search
+        from trainer import search_report as report
+        from trainer.search_space import as_override, parse
         from trainer.tracking import parent_run_id, resolve_uri
 
         assert self.config is not None
@@ -70,7 +71,7 @@ class CeOptunaSweeper(Sweeper):
         if self.storage is None:
             search.LIVE[study.study_name] = study  # jobs in this process reach the in-memory study here
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        job_idx, returns = 0, []
+        job_idx, returns, trials = 0, [], []
         try:
             while (left := self.n_trials - len(study.get_trials(deepcopy=False, states=finished))) > 0:
                 trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, left))]
@@ -91,6 +92,10 @@ class CeOptunaSweeper(Sweeper):
         finally:
             search.LIVE.pop(study.study_name, None)
         parent.finish(study, self.metric)
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            why = (f"the first failure: {self.failures[0]}" if self.failures else
+                   "all were pruned: loosen hydra.sweeper.pruner or set it to null")
+            raise UserError(f"study {study.study_name}: no trial completed; {why}")
         return returns
 
     def _tell(self, study: Any, trial: Any, ret: Any, parent: Any) -> None:
@@ -104,25 +109,23 @@ class CeOptunaSweeper(Sweeper):
             objective = value if isinstance(value, (int, float)) else value.val[self.metric.removeprefix("val/")]
             if getattr(value, "run_id", None):
                 trial.set_user_attr("run_id", value.run_id)  # the best trial's MLflow run, for any worker
-            study.tell(trial, objective)
-            state = "COMPLETE"
+            frozen = study.tell(trial, objective)
         elif isinstance(value, search.Pruned):
-            study.tell(trial, state=TrialState.PRUNED)
-            state = "PRUNED"
+            frozen = study.tell(trial, state=TrialState.PRUNED)
         else:
             log.error("trial %d failed: %s: %s", trial.number, type(value).__name__, value)
-            study.tell(trial, state=TrialState.FAIL)
-            state = "FAIL"
-        parent.tag_trial(study, trial.number, state, study.trials[trial.number].value)
+            self.failures.append(f"trial {trial.number}: {type(value).__name__}: {value}")
+            frozen = study.tell(trial, state=TrialState.FAIL)
+        state = frozen.state.name
+        parent.tag_trial(study, trial.number, state, frozen.value if state == "COMPLETE" else None)
         log.info("trial %d %s%s", trial.number, state,
-                 f": {self.metric}={study.trials[trial.number].value:.4f}" if state == "COMPLETE" else "")
+                 f": {self.metric}={frozen.value:.4f}" if state == "COMPLETE" else "")
 
     def _check(self, space: Any) -> None:
         """Every user error before the first trial: metric, direction, counts, unknown keys, refused values."""
-        from trainer.search_space import bounds
-
         from trainer import search
         from trainer.config import validate
+        from trainer.search_space import bounds
 
         if self.metric not in search.METRICS:
             raise UserError(f"hydra.sweeper.metric={self.metric}: the trainer reports no such final metric. "
