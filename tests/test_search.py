@@ -174,25 +174,25 @@ def test_a_search_on_sqlite_records_the_study_and_its_best_trial_reproduces(tmp_
 
 
 def test_pruned_trials_end_finished_with_a_pruned_tag_and_stop_early(tmp_path):
-    proc = train_cli(*_search_args(tmp_path, "trainer.epochs=6", "hydra.sweeper.n_trials=6",
-                                   "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0"),
-                     cwd=tmp_path)
+    # in memory (no storage): the jobs of the basic launcher report to the sweeper's own study
+    proc = train_cli("-m", "hparams_search=lr", "trainer.epochs=6", "trainer.threads=1", "hydra.sweeper.n_trials=6",
+                     "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    study = optuna.load_study(study_name="lr", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
-    assert pruned, [(t.number, t.state.name, t.intermediate_values) for t in study.trials]
-    runs = {r.data.tags.get("optuna.trial"): r for r in _runs(tmp_path)}
-    assert not [r for r in runs.values() if r.info.status != "FINISHED"]
-    for t in study.trials:
-        assert len(t.intermediate_values) >= 1  # every epoch of every trial reported to Optuna
-    for t in pruned:
-        run = runs[str(t.number)]
-        assert run.data.tags["optuna.state"] == "PRUNED" and run.data.tags["pruned"].startswith("pruned at epoch")
-        assert max(t.intermediate_values) < 6  # it stopped before its last epoch
-        history = _store(tmp_path).get_metric_history(run.info.run_id, "val/balanced_accuracy")
-        assert [m.step for m in history] == sorted(t.intermediate_values)
-    parent = next(r for r in runs.values() if r.data.tags.get("sweep") == "parent")
-    assert parent.info.status == "FINISHED" and parent.data.metrics["optuna/trials/pruned"] == len(pruned)
+    runs = _runs(tmp_path)
+    assert not [r for r in runs if r.info.status != "FINISHED"]
+    parent = next(r for r in runs if r.data.tags.get("sweep") == "parent")
+    children = [r for r in runs if "optuna.trial" in r.data.tags]
+    assert len(children) == 6 and parent.data.tags["optuna.storage"] == "memory"
+    pruned = [r for r in children if r.data.tags["optuna.state"] == "PRUNED"]
+    assert pruned and parent.data.metrics["optuna/trials/pruned"] == len(pruned)
+    for run in children:
+        steps = [m.step for m in _store(tmp_path).get_metric_history(run.info.run_id, "val/balanced_accuracy")]
+        if run in pruned:
+            epoch = int(re.match(r"pruned at epoch (\d+): val/balanced_accuracy=", run.data.tags["pruned"])[1])
+            assert epoch < 6 and steps == list(range(1, epoch + 1))  # stopped early, every epoch it ran logged
+            assert "test/balanced_accuracy" not in run.data.metrics
+        else:
+            assert run.data.tags["optuna.state"] == "COMPLETE" and steps == list(range(1, 7))
 
 
 def test_failing_trials_are_told_to_optuna_and_a_search_without_any_complete_trial_exits_2(tmp_path):
