@@ -195,6 +195,7 @@ def test_pruned_trials_end_finished_with_a_pruned_tag_and_stop_early(tmp_path):
             assert run.data.tags["optuna.state"] == "COMPLETE" and steps == list(range(1, 7))
 
 
+@pytest.mark.slow
 def test_failing_trials_are_told_to_optuna_and_a_search_without_any_complete_trial_exits_2(tmp_path):
     # the missing file passes the config check (it names a file) and fails inside each job
     proc = train_cli(*_search_args(tmp_path, "hydra.sweeper.n_trials=2", "dataset=csv", "dataset.path=missing.csv",
