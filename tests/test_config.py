@@ -7,8 +7,10 @@ from mlflow.tracking import MlflowClient
 
 from trainer.config import ConfigError, UnknownKey, validate
 
-# remedy options exist for the study presets, which add the group (tests/test_studies.py composes them)
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra", "remedy"))
+# remedy options exist for the study presets, which add the group (tests/test_studies.py composes them);
+# hparams_search presets are whole searches (tests/test_search.py composes them)
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra", "remedy",
+                                                                                     "hparams_search"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 

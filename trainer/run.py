@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import data, imbalance, noise, resampling, ssl
+from trainer import data, imbalance, noise, resampling, search, ssl
 from trainer.config import UserError, validate
 from trainer.interrupt import Interrupted
 from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, parent_run_id, resolve_uri,
@@ -136,7 +136,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         resumed.threads if resumed else None), device)
     # --- end ---
 
-    tags = group_tags(cfg) | {"device": str(device)} | (tags or {})
+    trial = search.trial_hooks(cfg.trainer.epochs)  # in an Optuna search: tags, per-epoch report, pruning
+    tags = group_tags(cfg) | {"device": str(device)} | trial.tags | (tags or {})
     if parent:
         tags["sweep_id"] = parent
     with resume.KeepStatus(uri, resumed) as kept, mlflow_run(experiment_id, run_name, tags, parent,
@@ -192,7 +193,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             with stop.deferred(), torch.autograd.set_detect_anomaly(cfg.trainer.get("detect_anomaly", False)):
                 result = train_model(model, loss_fn, optimizer, train, val, ds.classes, fit_cfg, generator,
                                      run_id=run_id, ckpt=ckpt, state=state, stop=stop, pseudo=pseudo,
-                                     persist_every_s=cfg.trainer.persist_every_s)
+                                     persist_every_s=cfg.trainer.persist_every_s, on_epoch=trial.on_epoch)
         finally:
             checkpoint.log_artifact(ckpt)
         if result.interrupted:
@@ -262,6 +263,7 @@ def train_model(model: nn.Module, loss_fn: nn.Module, optimizer: Any, train: Ten
     parts = dict(model=model, optimizer=optimizer, loss_fn=loss_fn, generator=generator)
     submitted = state.epoch if state is not None else 0  # the last epoch handed over (or logged before a resume)
     last_time = -math.inf  # the first epoch goes at once: the UI shows a run's first point without waiting
+    latest: LoopState | None = None  # the state after the last epoch
 
     def submit(s: LoopState) -> None:
         nonlocal submitted, last_time
@@ -270,12 +272,18 @@ def train_model(model: nn.Module, loss_fn: nn.Module, optimizer: Any, train: Ten
         submitted, last_time = s.epoch, time.monotonic()
 
     def save(s: LoopState, final: bool) -> None:
+        nonlocal latest
+        latest = s
         if final or time.monotonic() - last_time >= persist_every_s:
             submit(s)
 
     try:
         result = fit(model, loss_fn, optimizer, train, val, classes, fit_cfg, generator,
                      on_epoch=on_epoch, state=state, save=save, stop=stop, pseudo=pseudo)
+    except search.Pruned:  # Optuna's pruner stopped training after an epoch: that epoch belongs to the record
+        submit(latest)
+        writer.close()
+        raise
     except BaseException:
         writer.close(raise_error=False)  # keep what was handed over; the error on its way out is the one to report
         raise
@@ -327,13 +335,15 @@ def _resume_overrides() -> str:
     return " ".join(o for o in HydraConfig.get().overrides.task if not o.startswith("trainer.resume="))
 
 
-def main(cfg: DictConfig) -> float:
-    """Entry point for train.py: run, and turn a user error into one message and exit code 2 (single runs)."""
+def main(cfg: DictConfig) -> RunResult:
+    """Entry point for train.py: run, and turn a user error into one message and exit code 2 (single runs).
+
+    Returns the RunResult (run id, final val and test metrics): a search's objective is read from it."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     try:
-        return run(cfg).val["ce"]
+        return run(cfg)
     except Interrupted as e:
         import mlflow
 

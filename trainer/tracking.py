@@ -21,6 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.config import UserError
+from trainer.search import Pruned
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,8 @@ def group_tags(cfg: DictConfig) -> dict[str, str]:
 @contextmanager
 def mlflow_run(experiment_id: str, run_name: str, tags: dict[str, str],
                parent_run_id: str | None = None, run_id: str | None = None) -> Iterator[Any]:
-    """An MLflow run that ends FINISHED, FAILED (error in the `error` tag) or KILLED (Ctrl-C), never RUNNING.
+    """An MLflow run that ends FINISHED, FAILED (error in the `error` tag) or KILLED (Ctrl-C), never RUNNING;
+    a search trial stopped by Optuna's pruner (trainer.search.Pruned) ends FINISHED with a `pruned` tag.
 
     With run_id, the existing run is continued (resumed) instead of a new one created.
     """
@@ -180,6 +182,10 @@ def mlflow_run(experiment_id: str, run_name: str, tags: dict[str, str],
         except KeyboardInterrupt as e:
             mlflow.set_tag("error", str(e) or "interrupted (KeyboardInterrupt)")
             mlflow.end_run("KILLED")
+            raise
+        except Pruned as e:  # an Optuna search stopped this trial on purpose: what it logged is a finished run
+            mlflow.set_tag("pruned", str(e))
+            mlflow.end_run("FINISHED")
             raise
         except BaseException as e:
             mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:MAX_PARAM_CHARS])
