@@ -285,6 +285,20 @@ def test_across_writes_the_ranks_and_the_cd_diagram(store, tmp_path, capsys):
     assert "![cd.png](cd.png)" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_the_harness_experiment_declares_model_training_and_keeps_a_kind_a_user_chose(store):
+    from trainer.tracking import KIND_TAG, setup_experiment
+
+    client = MlflowClient(store)
+    new = setup_experiment(store, "fresh")
+    old = client.create_experiment("old")  # made before the harness set the kind
+    chosen = client.create_experiment("chosen", tags={KIND_TAG: "genai_development"})
+    for name in ("old", "chosen"):
+        setup_experiment(store, name)
+    assert client.get_experiment(new).tags[KIND_TAG] == "custom_model_development"
+    assert client.get_experiment(old).tags[KIND_TAG] == "custom_model_development"
+    assert client.get_experiment(chosen).tags[KIND_TAG] == "genai_development"
+
+
 def test_the_end_of_a_sweep_names_the_compare_command_and_the_runs_page():
     hint = compare.sweep_hint("sqlite:////x/mlflow.db", "abc", "3")
     assert "python scripts/compare.py --parent abc --tracking-uri sqlite:////x/mlflow.db" in hint
@@ -330,9 +344,12 @@ def test_an_unreachable_server_is_one_clear_message(capsys):
 def test_compare_after_a_real_sweep(tmp_path):
     proc = train_cli("-m", "loss=plain,weighted", "seed=0,1", "trainer.epochs=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the UI hint once at the end of the sweep, not after each of its jobs, with the compare command
+    assert "Compare runs in the UI" not in proc.stdout and proc.stdout.count("Compare this sweep") == 1
+    assert proc.stdout.rstrip().splitlines()[-1].endswith("?workflowType=machine_learning")
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare.py")], cwd=tmp_path, capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
-    assert "4 finished runs in 2 groups by loss" in out.stdout
+    assert "4 finished runs" in out.stdout and "4 runs in 2 groups by loss" in out.stdout
     rows = [line.split("|")[2].strip() for line in out.stdout.splitlines() if line.startswith("| ")][1:]
     assert sorted(rows) == ["plain", "weighted"]
