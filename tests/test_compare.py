@@ -159,7 +159,7 @@ def test_the_command_prints_writes_and_logs_the_latest_sweep(store, tmp_path, mo
     diff = np.mean([0.70 - 0.80, 0.74 - 0.78, 0.69 - 0.83])
     assert float(rows[1]["diff"]) == pytest.approx(diff) and float(rows[1]["p"]) == pytest.approx(0.25)
     html = (folder / "report.html").read_text()
-    for text in (f"{diff:+.4f}", "Wilcoxon, 3 pairs", "0.25", "smallest possible Wilcoxon p is 0.25"):
+    for text in (f"{diff:+.4f}", "Wilcoxon, 3 pairs", "0.25", "smallest possible Wilcoxon p is 0.25", "6 seeds are"):
         assert text in report_md and text in html
     assert html.count('src="') == html.count('src="data:image/png;base64,') == 2  # self-contained
     for name in ("curves.png", "diffs.png"):

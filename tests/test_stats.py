@@ -56,6 +56,14 @@ def test_the_smallest_reachable_p_values_of_the_exact_tests():
     assert mannwhitneyu([4, 5, 6], [1, 2, 3]).pvalue == pytest.approx(stats.mannwhitney_min_p(3, 3))
 
 
+def test_the_runs_needed_for_holm_corrected_significance():
+    assert [stats.pairs_needed(m) for m in (1, 2, 5)] == [6, 7, 8]
+    for m in (1, 5):  # just enough: m * min_p <= 0.05 with n, not with n - 1
+        n = stats.pairs_needed(m)
+        assert m * stats.wilcoxon_min_p(n) <= 0.05 < m * stats.wilcoxon_min_p(n - 1)
+    assert stats.runs_needed_unpaired(1) == 4 and stats.runs_needed_unpaired(5) == 5
+
+
 def test_groups_without_a_common_seed_are_compared_unpaired():
     d = stats.paired_difference({0: 0.9, 1: 0.8, 2: 0.85}, {3: 0.5, 4: 0.6, 5: 0.55})
     assert not d.paired and d.test == "Mann-Whitney" and d.n == 3

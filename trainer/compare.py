@@ -369,13 +369,16 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
                + (", ".join(differ) if differ else "none"))
     if same:
         out.append(f"No significant difference from {c.baseline}: {', '.join(same)}")
-    floor = [(label, d) for label, d in c.diffs.items() if d.min_p > alpha]
+    m = len(c.diffs)
+    floor = [(label, d) for label, d in c.diffs.items() if d.min_p * m > alpha]  # Holm's first step: p * m
     if floor:
         label, d = max(floor, key=lambda x: x[1].min_p)
-        need = "6 seeds (pairs)" if d.paired else "4 runs per group"
+        need = (f"{stats.pairs_needed(m, alpha)} seeds" if d.paired
+                else f"{stats.runs_needed_unpaired(m, alpha)} runs per group")
         out.append(f"n too small for any test: with {d.n} {'pairs' if d.paired else 'runs per group'} the smallest "
-                   f"possible {d.test} p is {d.min_p:.3g} > {alpha} ({len(floor)} of {len(c.diffs)} comparisons, "
-                   f"e.g. {label}); no difference can be significant whatever the data. Run at least {need}")
+                   f"possible {d.test} p is {d.min_p:.3g}, {d.min_p * m:.3g} after Holm's correction over {m} "
+                   f"comparisons, > {alpha} ({len(floor)} of {m} comparisons, e.g. {label}): they cannot be "
+                   f"significant whatever the data. {need.capitalize()} are the least that can reach {alpha}")
     unmatched = sorted({pair_label(k) for d in c.diffs.values() for k in d.unmatched if len(k) <= 2 and d.paired})
     if unmatched:
         out.append(f"Left out of the pairs (present in one group only): {', '.join(unmatched)}")

@@ -61,6 +61,21 @@ def mannwhitney_min_p(n1: int, n2: int) -> float:
     return min(1.0, 2.0 / math.comb(n1 + n2, n1)) if n1 and n2 else 1.0
 
 
+def pairs_needed(m: int, alpha: float = ALPHA) -> int:
+    """The fewest pairs with which the best of m Holm-corrected Wilcoxon comparisons can reach alpha: the
+    smallest n with m * 2 / 2^n <= alpha. m=1: 6, m=5: 8."""
+    return math.ceil(1 + math.log2(max(m, 1) / alpha))
+
+
+def runs_needed_unpaired(m: int, alpha: float = ALPHA) -> int:
+    """The fewest runs per group with which the best of m Holm-corrected Mann-Whitney comparisons of equal
+    groups can reach alpha: the smallest n with m * 2 / C(2n, n) <= alpha. m=1: 4."""
+    n = 1
+    while max(m, 1) * mannwhitney_min_p(n, n) > alpha:
+        n += 1
+    return n
+
+
 def bootstrap_ci(values: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of values (scipy.stats.bootstrap, 9999 resamples, fixed seed
     so that reports are reproducible). (nan, nan) for fewer than 2 values. With few values the interval is
