@@ -16,7 +16,7 @@ from conftest import ROOT, train_cli
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from trainer import compare, report
+from trainer import compare, report, stats
 
 GROUP_TAGS = {"dataset": "digits", "imbalance": "longtail", "noise": "none", "model": "mlp", "loss": "plain",
               "resampling": "none", "regularization": "none", "optim": "adam"}
@@ -224,6 +224,18 @@ def test_groups_are_paired_by_seed_not_by_position(store):
     assert d.mean == pytest.approx(np.mean([0.5 - 0.90, 0.6 - 0.91, 0.7 - 0.92]))
     assert d.p == pytest.approx(0.25)
     assert "Left out of the pairs (present in one group only): seed 3" in compare.verdict(c)
+
+
+def test_k_fold_runs_are_paired_by_seed_and_fold(store):
+    client = MlflowClient(store)
+    cells = [(seed, fold) for seed in (0, 1) for fold in (0, 1, 2)]
+    runs = [run_of(f"a{s}{f}", s, 0.5 + f / 10, {"loss": "a"}, {"split.fold": f}) for s, f in cells]
+    runs += [run_of(f"b{s}{f}", s, 0.6 + f / 10 + s / 100, {"loss": "b"}, {"split.fold": f}) for s, f in reversed(cells)]
+    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    assert c.keys == ["loss"] and [row["n"] for row in c.rows] == [6, 6]  # the fold is no grouping key
+    d = c.diffs["loss=a"]
+    assert d.paired and d.n == 6 and d.mean == pytest.approx(np.mean([-0.1, -0.1, -0.1, -0.11, -0.11, -0.11]))
+    assert d.p == pytest.approx(stats.wilcoxon_min_p(6))
 
 
 def test_groups_without_common_seeds_are_compared_unpaired_and_labelled(store):

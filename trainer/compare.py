@@ -147,10 +147,11 @@ def pair_key(run: Run) -> tuple[str, ...]:
     """(seed,) or (seed, fold): what matches a run with its counterpart in another group. A run without a
     seed param pairs with nothing (its run id)."""
     params = run.data.params
-    if "seed" not in params:
+    seed_key, fold_key = PAIR_KEYS
+    if seed_key not in params:
         return (run.info.run_id,)
-    fold = normalise(params.get("split.fold", "null"))
-    return (normalise(params["seed"]),) if fold == "null" else (normalise(params["seed"]), fold)
+    seed, fold = normalise(params[seed_key]), normalise(params.get(fold_key, "null"))
+    return (seed,) if fold == "null" else (seed, fold)
 
 
 def pair_label(key: tuple[str, ...]) -> str:
@@ -311,11 +312,6 @@ def find_group(c: Comparison, name: str) -> str:
     return found[0]
 
 
-def group_label(row: dict[str, Any], keys: list[str]) -> str:
-    """loss=focal, loss.gamma=1 (options a group's runs lack are left out); 'all runs' when nothing differs."""
-    return ", ".join(f"{k}={row[k]}" for k in keys if row[k] != "") or "all runs"
-
-
 def _cell(mean: float, std: float, n: int, group_n: int) -> str:
     if n == 0:
         return "–"
@@ -327,7 +323,7 @@ def _p(p: float) -> str:
     return "–" if math.isnan(p) else f"{p:.3g}"
 
 
-def test_cell(d: stats.Difference) -> str:
+def how_tested(d: stats.Difference) -> str:
     """How a difference was tested: 'Wilcoxon, 3 pairs' or 'Mann-Whitney, unpaired'."""
     if d.test == "–":
         return "–"
@@ -351,7 +347,7 @@ def rows_for_display(c: Comparison) -> tuple[list[str], list[list[str]]]:
             cells += ["baseline", "", "", ""]
         else:
             interval = "" if math.isnan(d.low) else f" [{d.low:+.4f}, {d.high:+.4f}]"
-            cells += ["–" if math.isnan(d.mean) else f"{d.mean:+.4f}{interval}", _p(d.p), _p(d.p_holm), test_cell(d)]
+            cells += ["–" if math.isnan(d.mean) else f"{d.mean:+.4f}{interval}", _p(d.p), _p(d.p_holm), how_tested(d)]
         cells += [_cell(row[f"{x} mean"], row[f"{x} std"], row[f"{x} n"], row["n"]) for x in c.metrics[1:]]
         out.append(cells)
     return header, out
