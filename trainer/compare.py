@@ -369,12 +369,15 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
     floor = [(label, d) for label, d in c.diffs.items() if d.min_p * m > alpha]  # Holm's first step: p * m
     if floor:
         label, d = max(floor, key=lambda x: x[1].min_p)
+        who = "every comparison" if len(floor) == m else ", ".join(x for x, _ in floor)
+        size = (f"{d.n} pairs" + (f" ({d.nonzero} with a non-zero difference)" if d.nonzero < d.n else "")
+                if d.paired else f"{d.n} runs per group")
         need = (f"{stats.pairs_needed(m, alpha)} seeds" if d.paired
                 else f"{stats.runs_needed_unpaired(m, alpha)} runs per group")
-        out.append(f"n too small for any test: with {d.n} {'pairs' if d.paired else 'runs per group'} the smallest "
-                   f"possible {d.test} p is {d.min_p:.3g}, {d.min_p * m:.3g} after Holm's correction over {m} "
-                   f"comparisons, > {alpha} ({len(floor)} of {m} comparisons, e.g. {label}): they cannot be "
-                   f"significant whatever the data. {need.capitalize()} are the least that can reach {alpha}")
+        out.append(f"n too small for {who}: with {size} the smallest possible {d.test} p is {d.min_p:.3g}, "
+                   f"{d.min_p * m:.3g} after Holm's correction over {m} comparisons, above {alpha}: no difference "
+                   f"there can be significant whatever the data. {need.capitalize()} are the least that can "
+                   f"reach {alpha}")
     unmatched = sorted({pair_label(k) for d in c.diffs.values() for k in d.unmatched if len(k) <= 2 and d.paired})
     if unmatched:
         out.append(f"Left out of the pairs (present in one group only): {', '.join(unmatched)}")

@@ -31,9 +31,10 @@ class Difference:
     n: int                      # pairs (paired) or the smaller group's size (unpaired)
     test: str                   # "Wilcoxon" (paired), "Mann-Whitney" (unpaired), "–" (nothing to test)
     paired: bool
-    min_p: float                # the smallest p-value the test can give with these n
+    min_p: float                # the smallest p-value the test can give with these n (tied pairs do not count)
     unmatched: list[Hashable] = field(default_factory=list)  # seeds/folds one side has and the other lacks
     p_holm: float = math.nan    # filled by correct()
+    nonzero: int = 0            # paired: pairs with a non-zero difference, those Wilcoxon's test uses
 
 
 def pair(a: Mapping[Hashable, float], b: Mapping[Hashable, float]) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
@@ -112,7 +113,8 @@ def paired_difference(group: Mapping[Hashable, float], baseline: Mapping[Hashabl
         p = 1.0  # identical on every pair: no evidence of a difference
     else:
         p = float(stats.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided").pvalue)
-    return Difference(float(d.mean()), low, high, p, len(d), "Wilcoxon", True, wilcoxon_min_p(nonzero), unmatched)
+    return Difference(float(d.mean()), low, high, p, len(d), "Wilcoxon", True, wilcoxon_min_p(nonzero), unmatched,
+                      nonzero=nonzero)
 
 
 def unpaired_difference(group: Sequence[float], baseline: Sequence[float], confidence: float = CONFIDENCE,
