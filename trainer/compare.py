@@ -377,7 +377,7 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
         out.append(f"n too small for {who}: with {size} the smallest possible {d.test} p is {d.min_p:.3g}, "
                    f"{d.min_p * m:.3g} after Holm's correction over {m} comparisons, above {alpha}: no difference "
                    f"there can be significant whatever the data. {need.capitalize()} are the least that can "
-                   f"reach {alpha}")
+                   f"reach {alpha}" + ("; a tied pair does not count" if d.paired and d.nonzero < d.n else ""))
     unmatched = sorted({pair_label(k) for d in c.diffs.values() for k in d.unmatched if len(k) <= 2 and d.paired})
     if unmatched:
         out.append(f"Left out of the pairs (present in one group only): {', '.join(unmatched)}")
