@@ -375,7 +375,7 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
         need = (f"{stats.pairs_needed(m, alpha)} seeds" if d.paired
                 else f"{stats.runs_needed_unpaired(m, alpha)} runs per group")
         out.append(f"n too small for {who}: with {size} the smallest possible {d.test} p is {d.min_p:.3g}, "
-                   f"{d.min_p * m:.3g} after Holm's correction over {m} comparisons, above {alpha}: no difference "
+                   f"times {m} comparisons for Holm's correction {d.min_p * m:.3g}, above {alpha}: no difference "
                    f"there can be significant whatever the data. {need.capitalize()} are the least that can "
                    f"reach {alpha}" + ("; a tied pair does not count" if d.paired and d.nonzero < d.n else ""))
     unmatched = sorted({pair_label(k) for d in c.diffs.values() for k in d.unmatched if len(k) <= 2 and d.paired})
