@@ -281,6 +281,18 @@ def test_different_datasets_get_one_table_each_unless_across(store):
         compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across_key="nope")
 
 
+def test_csv_tables_are_told_apart_by_their_file_name(store):
+    client = MlflowClient(store)
+    runs = [run_of(f"{t}-{loss}", 0, 0.5, {"dataset": "csv", "loss": loss}, {"dataset.path": f"/data/{t}.csv"})
+            for t in ("yeast4", "ecoli3") for loss in ("plain", "weighted")]
+    runs.append(run_of("other-yeast4", 0, 0.5, {"dataset": "csv", "loss": "plain"}, {"dataset.path": "/x/yeast4.csv"}))
+    sel = compare.select(client, store, parent=make_sweep(client, runs=runs[:4]))
+    assert [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)] == [
+        "dataset.path=yeast4.csv", "dataset.path=ecoli3.csv"]
+    sel = compare.select(client, store, parent=make_sweep(client, runs=runs))  # two files named yeast4.csv
+    assert "dataset.path=/x/yeast4.csv" in [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)]
+
+
 def test_across_writes_the_ranks_and_the_cd_diagram(store, tmp_path, capsys):
     client = MlflowClient(store)
     runs = [run_of(f"r{ratio}-{loss}-{s}", s, 0.9 - ratio / 1000 + gain + s / 1000,

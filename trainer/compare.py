@@ -184,11 +184,18 @@ def data_keys(runs: list[Run]) -> list[str]:
 
 
 def partition(runs: list[Run], keys: list[str]) -> dict[str, list[Run]]:
-    """Runs by their values of keys, as labels 'k=v, k2=v2' ('' for no keys), in order of appearance."""
+    """Runs by their values of keys, as labels 'k=v, k2=v2' ('' for no keys), in order of appearance; a file
+    path shows as its file name where that tells the blocks apart (dataset.path=yeast4.csv)."""
+    def label(r: Run, short: bool) -> str:
+        opts = options(r)
+        return ", ".join(f"{k}={Path(v).name if short and '/' in v else v}"
+                         for k, v in ((k, opts.get(k, "–")) for k in keys))
+
+    full = {label(r, False) for r in runs}
+    short = len({label(r, True) for r in runs}) == len(full)
     out: dict[str, list[Run]] = {}
     for r in runs:
-        opts = options(r)
-        out.setdefault(", ".join(f"{k}={opts.get(k, '–')}" for k in keys), []).append(r)
+        out.setdefault(label(r, short), []).append(r)
     return out
 
 
