@@ -267,14 +267,16 @@ def test_different_datasets_get_one_table_each_unless_across(store):
         for loss, gain in (("plain", 0.0), ("weighted", 0.05), ("focal", 0.02)):
             runs += [run_of(f"{ds}-{loss}-{s}", s, 0.8 + shift + gain + s / 1000, {"dataset": ds, "loss": loss},
                             {"dataset.name": ds}) for s in (0, 1)]
+    runs.append(run_of("digits-ldam-0", 0, 0.99, {"dataset": "digits", "loss": "ldam"}, {"dataset.name": "digits"}))
     parent = make_sweep(client, runs=runs)
     sel = compare.select(client, store, parent=parent)
     per = compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)
     assert [c.title for c in per] == ["dataset=digits", "dataset=yeast4", "dataset=ecoli1"]
-    assert all(c.keys == ["loss"] and list(c.groups)[0] == "loss=weighted" for c in per)
+    assert [list(c.groups)[0] for c in per] == ["loss=ldam", "loss=weighted", "loss=weighted"]  # each its own best
+    assert all(c.keys == ["loss"] for c in per)
     blocks = compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across_key="dataset")
     a = compare.across(blocks, "dataset")
-    assert a.groups == ["loss=weighted", "loss=focal", "loss=plain"]
+    assert a.groups == ["loss=weighted", "loss=focal", "loss=plain"] and a.left_out == ["loss=ldam"]
     assert a.friedman.average_ranks.tolist() == [1.0, 2.0, 3.0]
     assert a.friedman.statistic == pytest.approx(6.0)  # full agreement: 12n/(k(k+1)) * sum((R - (k+1)/2)^2) = 3 * 2
     with pytest.raises(compare.UserError, match="--across nope: no run has this option"):

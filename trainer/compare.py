@@ -423,12 +423,13 @@ def across(comparisons: list[Comparison], key: str, alpha: float = stats.ALPHA) 
     if len(comparisons) < 2:
         raise UserError(f"--across {key}: the runs hold {len(comparisons)} value of {key}; ranks across need at "
                         "least 2 (better 5 or more). Pick another key or add runs.")
-    shared = [g for g in comparisons[0].groups if all(g in c.groups for c in comparisons)]
+    means = [dict(zip(c.groups, (row[f"{c.metric} mean"] for row in c.rows))) for c in comparisons]
+    shared = [g for g in comparisons[0].groups if all(not math.isnan(m.get(g, math.nan)) for m in means)]
     left_out = sorted({g for c in comparisons for g in c.groups} - set(shared))
     if len(shared) < 2:
-        raise UserError(f"--across {key}: fewer than 2 groups ran on every {key} ({', '.join(shared) or 'none'}).")
-    table = np.array([[dict(zip(c.groups, (row[f"{c.metric} mean"] for row in c.rows)))[g] for g in shared]
-                      for c in comparisons])
+        raise UserError(f"--across {key}: fewer than 2 groups have {comparisons[0].metric} on every {key} "
+                        f"({', '.join(shared) or 'none'}).")
+    table = np.array([[m[g] for g in shared] for m in means])
     f = stats.friedman(table, lower_is_better(comparisons[0].metric), alpha)
     return Across(key, [c.title for c in comparisons], shared, table, f, left_out)
 
@@ -455,7 +456,7 @@ def across_verdict(a: Across) -> list[str]:
     if not f.p <= f.alpha:
         out.append("The Friedman test does not reject equal ranks: read the post-hoc differences as not established.")
     if a.left_out:
-        out.append(f"Left out (not run on every {a.key}): {', '.join(a.left_out)}.")
+        out.append(f"Left out (not run, or without the metric, on every {a.key}): {', '.join(a.left_out)}.")
     return out
 def comparisons_of(runs: list[Run], metric: str, across_key: str | None = None,
                    baseline: str | None = None) -> list[Comparison]:
