@@ -289,8 +289,9 @@ def test_csv_tables_are_told_apart_by_their_file_name(store):
             for t in ("yeast4", "ecoli3") for loss in ("plain", "weighted")]
     runs.append(run_of("other-yeast4", 0, 0.5, {"dataset": "csv", "loss": "plain"}, {"dataset.path": "/x/yeast4.csv"}))
     sel = compare.select(client, store, parent=make_sweep(client, runs=runs[:4]))
-    assert [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)] == [
-        "dataset.path=yeast4.csv", "dataset.path=ecoli3.csv"]
+    for across in (None, "dataset"):  # --across dataset: the tables, not the one dataset tag csv
+        assert [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across)] == [
+            "dataset.path=yeast4.csv", "dataset.path=ecoli3.csv"]
     sel = compare.select(client, store, parent=make_sweep(client, runs=runs))  # two files named yeast4.csv
     assert "dataset.path=/x/yeast4.csv" in [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)]
 

@@ -463,7 +463,8 @@ def comparisons_of(runs: list[Run], metric: str, across_key: str | None = None,
     """One comparison per data condition (runs that learn from different data are never ranked against one
     best), and with across_key also one per value of that key; the groups are the same options in every one."""
     blocks = data_keys(runs)
-    if across_key is not None and across_key not in blocks:
+    # --across dataset means the data keys already found (dataset.path of CSV tables), not one more key
+    if across_key is not None and not any(k == across_key or k.startswith(across_key + ".") for k in blocks):
         if across_key != "dataset" and not any(across_key in options(r) for r in runs):
             raise UserError(f"--across {across_key}: no run has this option. Options that differ here: "
                             f"{', '.join(differing_keys(runs)) or 'none'}.")
