@@ -1,4 +1,5 @@
-"""Compare the runs of the latest sweep (or --parent RUN_ID, or --experiment NAME): python scripts/compare.py"""
+"""Compare runs: paired tests against the best (or --baseline), --across ranks over datasets; writes report.md/.html:
+python scripts/compare.py [--parent RUN_ID | --experiment NAME] [--baseline GROUP] [--across KEY]"""
 import sys
 from pathlib import Path
 

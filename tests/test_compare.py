@@ -16,7 +16,7 @@ from conftest import ROOT, train_cli
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from trainer import compare
+from trainer import compare, report, stats
 
 GROUP_TAGS = {"dataset": "digits", "imbalance": "longtail", "noise": "none", "model": "mlp", "loss": "plain",
               "resampling": "none", "regularization": "none", "optim": "adam"}
@@ -147,27 +147,190 @@ def test_the_command_prints_writes_and_logs_the_latest_sweep(store, tmp_path, mo
     assert [line.split("|")[2].strip() for line in lines[1:]] == ["focal", "plain"]  # "old" is another sweep
     assert "1 runs not finished, left out: loss=plain,seed=3 (FAILED)" in out
     folder = tmp_path / "outputs" / "compare" / f"sweep-{parent[:8]}"
-    assert {p.name for p in folder.iterdir()} == set(compare.FILES)
-    assert (folder / "table.md").read_text().startswith(f"sweep 'sweep test' ({parent}): 6 finished runs in 2 groups")
+    files = {"report.md", "report.html", "table.csv", "curves.png", "diffs.png"}
+    assert {p.name for p in folder.iterdir()} == files
+    report_md = (folder / "report.md").read_text()
+    assert f"sweep 'sweep test' ({parent}): 6 finished runs" in report_md
     with open(folder / "table.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["rank"], r["loss"], r["n"]) for r in rows] == [("1", "focal", "3"), ("2", "plain", "3")]
     assert float(rows[1]["test/balanced_accuracy mean"]) == pytest.approx(np.mean([0.70, 0.74, 0.69]))
-    assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # the table's numbers are in both reports: plain - focal paired by seed, p of three pairs of one sign
+    diff = np.mean([0.70 - 0.80, 0.74 - 0.78, 0.69 - 0.83])
+    assert float(rows[1]["diff"]) == pytest.approx(diff) and float(rows[1]["p"]) == pytest.approx(0.25)
+    html = (folder / "report.html").read_text()
+    for text in (f"{diff:+.4f}", "Wilcoxon, 3 pairs", "0.25", "smallest possible Wilcoxon p is 0.25", "6 seeds are"):
+        assert text in report_md and text in html
+    assert html.count('src="') == html.count('src="data:image/png;base64,') == 2  # self-contained
+    for name in ("curves.png", "diffs.png"):
+        assert (folder / name).read_bytes()[:4] == b"\x89PNG"
     logged = {a.path for a in client.list_artifacts(parent, "compare")}
-    assert logged == {f"compare/{name}" for name in compare.FILES}
+    assert logged == {f"compare/{name}" for name in files}
 
 
 def test_curves_draw_the_mean_of_each_group_and_the_seed_spread(store):
     client = MlflowClient(store)
     c = compare.compare(compare.select(client, store, parent=loss_sweep(client)).runs)
-    fig = compare.curves_figure(client, c, "title")
+    fig = report.curves_figure(client, c, "title")
     ax = fig.axes[0]
     focal = next(line for line in ax.get_lines() if "loss=focal (n=3)" in line.get_label())
     accs = [acc for (loss, _), acc in BAL_ACC.items() if loss == "focal"]
     assert list(focal.get_xdata()) == [1, 2, 3]
     assert list(focal.get_ydata()) == pytest.approx([2.0 - np.mean(accs), 1.5 - np.mean(accs), 1.0 - np.mean(accs)])
     assert len(ax.collections) == 2  # one band per group
+
+
+def run_of(name, seed, acc, tags=None, params=None, status="FINISHED"):
+    """A (name, tags, params, metrics, curve, status) tuple for make_sweep."""
+    return (name, tags or {}, {"seed": seed} | (params or {}), {"test/balanced_accuracy": acc}, [], status)
+
+
+def test_settings_that_change_no_result_do_not_split_groups_and_equal_values_are_one_group(store):
+    client = MlflowClient(store)
+    noise = {"trainer.threads": 1, "trainer.device": "cpu", "trainer.persist_every_s": 1.0, "trainer.resume": "x",
+             "tracking.uri": "sqlite:///a.db", "torch.threads": 4}
+    runs = [run_of("a0", 0, 0.5, {"loss": "focal"}, {"loss.gamma": "1"} | noise),
+            run_of("a1", 1, 0.6, {"loss": "focal"}, {"loss.gamma": "1.0", "trainer.threads": 2, "trainer.device": "cuda",
+                                                     "trainer.persist_every_s": 0, "tracking.uri": "http://x"}),
+            run_of("b0", 0, 0.7, {"loss": "focal"}, {"loss.gamma": "2.0"}),
+            run_of("b1", 1, 0.8, {"loss": "focal"}, {"loss.gamma": "2"})]
+    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    assert c.keys == ["loss.gamma"]
+    assert list(c.groups) == ["loss.gamma=2", "loss.gamma=1"]
+    assert [row["n"] for row in c.rows] == [2, 2]
+    assert compare.normalise("1e0") == "1" and compare.normalise("True") == "true" and compare.normalise("None") == "null"
+
+
+def test_a_rerun_of_a_seed_counts_once_the_latest_with_a_note(store):
+    client = MlflowClient(store)
+    runs = [run_of("p0", 0, 0.50, {"loss": "plain"}), run_of("p1", 1, 0.60, {"loss": "plain"}),
+            run_of("p1-again", 1, 0.64, {"loss": "plain"}),
+            run_of("w0", 0, 0.70, {"loss": "weighted"}), run_of("w1", 1, 0.80, {"loss": "weighted"})]
+    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    plain = c.rows[list(c.groups).index("loss=plain")]
+    assert plain["n"] == 2 and plain["test/balanced_accuracy mean"] == pytest.approx(np.mean([0.50, 0.64]))
+    assert "loss=plain: seed 1 ran 2 times; kept the latest, p1-again" in c.warnings
+    assert c.diffs["loss=plain"].mean == pytest.approx(np.mean([0.50 - 0.70, 0.64 - 0.80]))
+
+
+def test_groups_are_paired_by_seed_not_by_position(store):
+    client = MlflowClient(store)
+    # the runs of b come in another seed order, and seed 3 has no partner
+    runs = [run_of(f"a{s}", s, 0.5 + s / 10, {"loss": "a"}) for s in (0, 1, 2)]
+    runs += [run_of(f"b{s}", s, 0.9 + s / 100, {"loss": "b"}) for s in (2, 3, 0, 1)]
+    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs, baseline="b")
+    d = c.diffs["loss=a"]
+    assert d.paired and d.n == 3 and d.unmatched == [("3",)]
+    assert d.mean == pytest.approx(np.mean([0.5 - 0.90, 0.6 - 0.91, 0.7 - 0.92]))
+    assert d.p == pytest.approx(0.25)
+    assert "Left out of the pairs (present in one group only): seed 3" in compare.verdict(c)
+
+
+def test_k_fold_runs_are_paired_by_seed_and_fold(store):
+    client = MlflowClient(store)
+    cells = [(seed, fold) for seed in (0, 1) for fold in (0, 1, 2)]
+    runs = [run_of(f"a{s}{f}", s, 0.5 + f / 10, {"loss": "a"}, {"split.fold": f}) for s, f in cells]
+    runs += [run_of(f"b{s}{f}", s, 0.6 + f / 10 + s / 100, {"loss": "b"}, {"split.fold": f}) for s, f in reversed(cells)]
+    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    assert c.keys == ["loss"] and [row["n"] for row in c.rows] == [6, 6]  # the fold is no grouping key
+    d = c.diffs["loss=a"]
+    assert d.paired and d.n == 6 and d.mean == pytest.approx(np.mean([-0.1, -0.1, -0.1, -0.11, -0.11, -0.11]))
+    assert d.p == pytest.approx(stats.wilcoxon_min_p(6))
+
+
+def test_groups_without_common_seeds_are_compared_unpaired_and_labelled(store):
+    client = MlflowClient(store)
+    runs = [run_of(f"a{s}", s, 0.5 + s / 100, {"loss": "a"}) for s in (0, 1, 2)]
+    runs += [run_of(f"b{s}", s, 0.8 + s / 100, {"loss": "b"}) for s in (3, 4, 5)]
+    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    d = c.diffs["loss=a"]
+    assert not d.paired and d.test == "Mann-Whitney" and d.p == pytest.approx(0.1)
+    header, rows = compare.rows_for_display(c)
+    assert rows[1][header.index("test")] == "Mann-Whitney, unpaired"
+
+
+def test_the_baseline_is_the_best_or_the_one_named_and_a_bad_name_is_refused(store):
+    client = MlflowClient(store)
+    c = compare.compare(compare.select(client, store, parent=loss_sweep(client)).runs)
+    assert c.baseline == "loss=focal" and list(c.diffs) == ["loss=plain"]
+    runs = compare.select(client, store, parent=loss_sweep(client)).runs
+    assert compare.compare(runs, baseline="plain").baseline == "loss=plain"
+    assert compare.compare(runs, baseline="loss=plain").baseline == "loss=plain"
+    with pytest.raises(compare.UserError, match=r"--baseline 'nope' names no group; groups: loss=focal; loss=plain"):
+        compare.compare(runs, baseline="nope")
+
+
+def test_different_datasets_get_one_table_each_unless_across(store):
+    client = MlflowClient(store)
+    runs = []
+    for ds, shift in (("digits", 0.0), ("yeast4", -0.3), ("ecoli1", -0.1)):
+        for loss, gain in (("plain", 0.0), ("weighted", 0.05), ("focal", 0.02)):
+            runs += [run_of(f"{ds}-{loss}-{s}", s, 0.8 + shift + gain + s / 1000, {"dataset": ds, "loss": loss},
+                            {"dataset.name": ds}) for s in (0, 1)]
+    runs.append(run_of("digits-ldam-0", 0, 0.99, {"dataset": "digits", "loss": "ldam"}, {"dataset.name": "digits"}))
+    parent = make_sweep(client, runs=runs)
+    sel = compare.select(client, store, parent=parent)
+    per = compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)
+    assert [c.title for c in per] == ["dataset=digits", "dataset=yeast4", "dataset=ecoli1"]
+    assert [list(c.groups)[0] for c in per] == ["loss=ldam", "loss=weighted", "loss=weighted"]  # each its own best
+    assert all(c.keys == ["loss"] for c in per)
+    blocks = compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across_key="dataset")
+    a = compare.across(blocks, "dataset")
+    assert a.groups == ["loss=weighted", "loss=focal", "loss=plain"] and a.left_out == ["loss=ldam"]
+    assert a.friedman.average_ranks.tolist() == [1.0, 2.0, 3.0]
+    assert a.friedman.statistic == pytest.approx(6.0)  # full agreement: 12n/(k(k+1)) * sum((R - (k+1)/2)^2) = 3 * 2
+    with pytest.raises(compare.UserError, match="--across nope: no run has this option"):
+        compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across_key="nope")
+
+
+def test_csv_tables_are_told_apart_by_their_file_name(store):
+    client = MlflowClient(store)
+    runs = [run_of(f"{t}-{loss}", 0, 0.5, {"dataset": "csv", "loss": loss}, {"dataset.path": f"/data/{t}.csv"})
+            for t in ("yeast4", "ecoli3") for loss in ("plain", "weighted")]
+    runs.append(run_of("other-yeast4", 0, 0.5, {"dataset": "csv", "loss": "plain"}, {"dataset.path": "/x/yeast4.csv"}))
+    sel = compare.select(client, store, parent=make_sweep(client, runs=runs[:4]))
+    for across in (None, "dataset"):  # --across dataset: the tables, not the one dataset tag csv
+        assert [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across)] == [
+            "dataset.path=yeast4.csv", "dataset.path=ecoli3.csv"]
+    sel = compare.select(client, store, parent=make_sweep(client, runs=runs))  # two files named yeast4.csv
+    assert "dataset.path=/x/yeast4.csv" in [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)]
+
+
+def test_across_writes_the_ranks_and_the_cd_diagram(store, tmp_path, capsys):
+    client = MlflowClient(store)
+    runs = [run_of(f"r{ratio}-{loss}-{s}", s, 0.9 - ratio / 1000 + gain + s / 1000,
+                   {"loss": loss, "imbalance": "longtail"}, {"imbalance.ratio": ratio})
+            for ratio in (10, 50, 100) for loss, gain in (("plain", 0.0), ("weighted", 0.03)) for s in (0, 1, 2)]
+    make_sweep(client, runs=runs)
+    assert compare.main(["--tracking-uri", store, "--across", "imbalance.ratio", "--baseline", "plain",
+                         "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "## imbalance.ratio=10" in out and "## Across imbalance.ratio: average ranks" in out
+    assert "| loss=weighted | " in out and "Friedman over 3 values of imbalance.ratio, 2 groups" in out
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"cd.png", "report.md", "report.html", "diffs-imbalance.ratio_10.png"} <= files
+    assert "![cd.png](cd.png)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_harness_experiment_declares_model_training_and_keeps_a_kind_a_user_chose(store):
+    from trainer.tracking import KIND_TAG, setup_experiment
+
+    client = MlflowClient(store)
+    new = setup_experiment(store, "fresh")
+    old = client.create_experiment("old")  # made before the harness set the kind
+    chosen = client.create_experiment("chosen", tags={KIND_TAG: "genai_development"})
+    for name in ("old", "chosen"):
+        setup_experiment(store, name)
+    assert client.get_experiment(new).tags[KIND_TAG] == "custom_model_development"
+    assert client.get_experiment(old).tags[KIND_TAG] == "custom_model_development"
+    assert client.get_experiment(chosen).tags[KIND_TAG] == "genai_development"
+
+
+def test_the_end_of_a_sweep_names_the_compare_command_and_the_runs_page():
+    hint = compare.sweep_hint("sqlite:////x/mlflow.db", "abc", "3")
+    assert "python scripts/compare.py --parent abc --tracking-uri sqlite:////x/mlflow.db" in hint
+    assert "#/experiments/3?workflowType=machine_learning" in hint
+    assert "open http://h:5000/#/experiments/3?" in compare.sweep_hint("http://h:5000", "abc", "3")
 
 
 @pytest.mark.parametrize("args,setup,message", [
@@ -208,9 +371,12 @@ def test_an_unreachable_server_is_one_clear_message(capsys):
 def test_compare_after_a_real_sweep(tmp_path):
     proc = train_cli("-m", "loss=plain,weighted", "seed=0,1", "trainer.epochs=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the UI hint once at the end of the sweep, not after each of its jobs, with the compare command
+    assert "Compare runs in the UI" not in proc.stdout and proc.stdout.count("Compare this sweep") == 1
+    assert proc.stdout.rstrip().splitlines()[-1].endswith("?workflowType=machine_learning")
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare.py")], cwd=tmp_path, capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
-    assert "4 finished runs in 2 groups by loss" in out.stdout
+    assert "4 finished runs" in out.stdout and "4 runs in 2 groups by loss" in out.stdout
     rows = [line.split("|")[2].strip() for line in out.stdout.splitlines() if line.startswith("| ")][1:]
     assert sorted(rows) == ["plain", "weighted"]

@@ -1,4 +1,5 @@
-"""The MLflow UI as a user sees it: a sweep and its comparison, opened in a real headless Chromium.
+"""The MLflow UI as a user sees it: a sweep and its comparison, opened in a real headless Chromium, walked from
+the experiment list to the sweep's charts.
 
 Needs Debian's chromium (/usr/bin/chromium) and the playwright package (dev extra); `.ci/run` installs the
 browser and runs `python -m pytest -m e2e`. Screenshots are kept in $E2E_ARTIFACT_DIR (default outputs/e2e/).
@@ -92,7 +93,25 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", path.read_bytes()[16:24])
 
 
+def _dismiss_tip(page) -> None:
+    # MLflow 3.17's GenAI overview pops a "Detect Issues" tip over the page; a user clicks "Got it" first.
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_role("button", name="Got it").click(timeout=15_000)
+    except PlaywrightTimeout:
+        pass
+
+
+def _ui_link(sweep_stdout: str, url: str) -> str:
+    """The runs page the end of the sweep printed, on the test's port."""
+    line = next(line for line in sweep_stdout.splitlines() if line.startswith("Its runs in the UI:"))
+    return url + "/" + line.split("http://127.0.0.1:5000/", 1)[1]
+
+
 def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir):
+    """As a user: the printed link opens on the runs; from the experiment list the experiment opens, the sweep
+    expands, the chart view shows val/ce; the parent run holds the comparison report."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -104,8 +123,8 @@ def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir
     assert compare.returncode == 0, compare.stderr
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(store)
-    experiment_id = client.get_experiment_by_name("ce-harness").experiment_id
-    runs = client.search_runs([experiment_id])
+    experiment = client.get_experiment_by_name("ce-harness")
+    runs = client.search_runs([experiment.experiment_id])
     parent = next(r for r in runs if r.data.tags.get("sweep") == "parent")
     children = sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
     assert len(children) == 4
@@ -118,31 +137,57 @@ def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir
                                                            args=FLAGS, viewport={"width": 1600, "height": 1000})
             page = browser.new_page()
             page.set_default_timeout(TIMEOUT_MS)
+            parent_link = page.get_by_role("link", name=parent.info.run_name, exact=True)
             try:
-                # The runs list: the parent row, expanded, shows every child under its readable name.
-                page.goto(f"{url}/#/experiments/{experiment_id}/runs")
-                row = page.get_by_role("row").filter(has=page.get_by_role("link", name=parent.info.run_name,
-                                                                          exact=True))
-                row.get_by_role("gridcell").nth(1).get_by_role("button").first.click()  # expand the sweep
+                # 1. The link the sweep printed opens the experiment on its runs (MLflow 3.17 would open its
+                # GenAI overview without ?workflowType=machine_learning).
+                page.goto(_ui_link(sweep.stdout, url))
+                parent_link.wait_for()
+                assert page.get_by_role("heading", name="Runs").is_visible()
+                page.screenshot(path=artifact_dir / "01_runs_from_the_printed_link.png")
+
+                # 2. A user in a fresh browser: the experiment list, a click on the experiment.
+                page.evaluate("localStorage.clear()")
+                page.goto(f"{url}/#/experiments")
+                page.get_by_test_id("experiment-list-item-link").filter(has_text=experiment.name).click()
+                page.wait_for_url(f"**/experiments/{experiment.experiment_id}**")
+                page.get_by_text("Model training", exact=True).wait_for()
+                page.screenshot(path=artifact_dir / "02_experiment_opened.png")
+                if not parent_link.is_visible():  # MLflow 3.17 opens on its GenAI pages: switch, as a user does
+                    _dismiss_tip(page)
+                    page.get_by_text("Model training", exact=True).click()
+                parent_link.wait_for()
+
+                # 3. Expand the sweep: every child under its readable name.
+                row = page.get_by_role("row").filter(has=parent_link)
+                row.get_by_role("gridcell").nth(1).get_by_role("button").first.click()
                 for name in children:
                     page.get_by_role("link", name=name, exact=True).wait_for()
                 listed = {a.inner_text() for a in page.get_by_role("link").all()}
                 assert {parent.info.run_name, *children} <= listed
-                page.screenshot(path=artifact_dir / "runs.png", full_page=True)
+                page.screenshot(path=artifact_dir / "03_sweep_expanded.png", full_page=True)
 
-                # The parent run's artifacts: the comparison table and the curves picture open.
-                page.goto(f"{url}/#/experiments/{experiment_id}/runs/{parent.info.run_id}/artifacts")
+                # 4. The chart view, searched for val/ce as a user would among its many panels.
+                page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()  # the chart icon
+                page.get_by_placeholder("Search metric charts").fill("val/ce")
+                page.get_by_text("val/ce", exact=True).first.wait_for()
+                assert page.get_by_text("val/balanced_accuracy", exact=True).count() == 0  # filtered
+                page.get_by_text("Step", exact=True).first.wait_for()  # the panels drew their axes
+                page.screenshot(path=artifact_dir / "04_charts.png", full_page=True)
+
+                # 5. The parent run's artifacts: the comparison report and the curves picture open.
+                page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}/artifacts")
                 page.get_by_text("compare", exact=True).first.click()
-                page.get_by_text("table.md", exact=True).click()
-                page.get_by_text("ranked by test/balanced_accuracy").wait_for()
+                page.get_by_text("report.md", exact=True).click()
+                page.get_by_text("ranked by test/balanced_accuracy", exact=False).first.wait_for()
                 body = page.inner_text("body")
-                assert "loss" in body and "plain" in body and "weighted" in body
-                page.screenshot(path=artifact_dir / "parent_table.png", full_page=True)
+                assert "loss" in body and "plain" in body and "weighted" in body and "Wilcoxon" in body
+                page.screenshot(path=artifact_dir / "05_parent_report.png", full_page=True)
                 page.get_by_text("curves.png", exact=True).click()
                 width, height = _png_size(curves)
                 page.wait_for_function("([w, h]) => [...document.images].some(i => i.complete && "
                                        "i.naturalWidth === w && i.naturalHeight === h)", arg=[width, height])
-                page.screenshot(path=artifact_dir / "parent_curves.png", full_page=True)
+                page.screenshot(path=artifact_dir / "06_parent_curves.png", full_page=True)
             except Exception:
                 page.screenshot(path=artifact_dir / "failure.png", full_page=True)
                 raise

@@ -231,7 +231,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
 
     out = RunResult(run_id, final_val, final_test, result.best_epoch, result.epochs_run,
                     time.perf_counter() - start, monitor=f"val/{fit_cfg.monitor}")
-    print_summary(out, run_name, uri, cfg.tracking.experiment)
+    print_summary(out, run_name, uri, cfg.tracking.experiment, in_sweep=parent is not None)
     return out
 
 
@@ -307,16 +307,18 @@ def _output_dir(hydra_dir: Path | None, run_id: str) -> Path:
     return hydra_dir if hydra_dir is not None else Path.cwd() / "outputs" / "runs" / run_id
 
 
-def print_summary(r: RunResult, run_name: str, uri: str, experiment: str) -> None:
-    """A short table of the final val and test metrics, the run id and how to open the UI."""
+def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_sweep: bool = False) -> None:
+    """A short table of the final val and test metrics, the run id and how to open the UI (once per sweep, at
+    its end, instead of after every job)."""
     cols = ("ce", "accuracy", "balanced_accuracy")
     lines = [f"run {run_name!r} finished: {r.epochs_run} epochs (best {r.monitor} at epoch {r.best_epoch}), "
              f"{r.seconds:.1f} s",
              f"{'':6}" + "".join(f"{c:>20}" for c in cols)]
     for split, m in (("val", r.val), ("test", r.test)):
         lines.append(f"{split:6}" + "".join(f"{m[c]:>20.4f}" for c in cols))
-    lines += [f"MLflow run id: {r.run_id} (experiment {experiment!r}, store {uri})",
-              f"Compare runs in the UI: {ui_command(uri)}"]
+    lines.append(f"MLflow run id: {r.run_id} (experiment {experiment!r}, store {uri})")
+    if not in_sweep:
+        lines.append(f"Compare runs in the UI: {ui_command(uri)}")
     print("\n".join(lines), flush=True)
 
 

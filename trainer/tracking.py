@@ -33,6 +33,9 @@ _SECRET = re.compile(r"password|passwd|token|secret|credential|api_?key|access_?
                      r"|(?:^|[_\-])keys?(?:$|[_\-])", re.I)
 _OVERRIDE = re.compile(r"([\w.+~@/\-]+)=([^,\s]*)")
 MASK = "***"
+# MLflow 3 declares an experiment's kind in this tag ("Machine learning", not GenAI); the 3.17 UI still opens on
+# GenAI pages unless the URL says ?workflowType=machine_learning, which trainer.compare.sweep_hint prints.
+KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -83,7 +86,11 @@ def setup_experiment(uri: str, name: str) -> str:
     mlflow.set_tracking_uri(uri)
     try:
         experiment = mlflow.get_experiment_by_name(name)
-        return experiment.experiment_id if experiment else mlflow.create_experiment(name)
+        if experiment is None:
+            return mlflow.create_experiment(name, tags={KIND_TAG: TRAINING_KIND})
+        if KIND_TAG not in experiment.tags:  # made before the harness set it, or by hand: a kind a user chose stays
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, KIND_TAG, TRAINING_KIND)
+        return experiment.experiment_id
     except mlflow.exceptions.MlflowException as e:
         if "already exists" in str(e):  # another job created it between our two calls
             return mlflow.get_experiment_by_name(name).experiment_id
@@ -217,13 +224,16 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
-        self._uri, self._run_id = uri, run.info.run_id
+        self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id
         # Hydra skips on_multirun_end when a job fails: the parent must not stay RUNNING then either.
         atexit.register(self._end, "FAILED")
         log.info("sweep parent run %s in experiment %r", run.info.run_id, config.tracking.experiment)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from trainer.compare import sweep_hint
+
         self._end("FINISHED")
+        print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)
 
     def _end(self, status: str) -> None:
         from mlflow.tracking import MlflowClient
