@@ -66,7 +66,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     train, unlabeled = ssl.withhold_labels(train, cfg.ssl, n, seed)
     if unlabeled is not None:
         counts["train_labeled"] = train.counts(n)
-    res = resampling.apply(train, cfg.resampling, ds.classes, seed)
+    res = resampling.apply(train, cfg.resampling, ds.classes, seed, ds.categorical)
     # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
     counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
                                  else res.train.counts(n))
