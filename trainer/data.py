@@ -142,10 +142,11 @@ def _carve(idx: np.ndarray, y: np.ndarray, size: float, seed: int, classes: list
 
     counts = np.bincount(y[idx], minlength=len(classes))
     if counts.min() < min_count:
-        small = [f"{classes[c]!r} ({counts[c]})" for c in np.flatnonzero(counts < min_count)]
-        raise UserError(f"class(es) {', '.join(small[:10])}{' ...' if len(small) > 10 else ''} have fewer than "
-                        f"{min_count} samples in the data to split: a stratified split needs at least one of each "
-                        "class in every part. Add samples of those classes, merge them with others, or drop them.")
+        small = np.flatnonzero(counts < min_count)
+        named = [f"{classes[c]!r} ({counts[c]} sample{'s' if counts[c] != 1 else ''} left to split)" for c in small]
+        raise UserError(f"{setting}: class(es) {_listed(named)} have fewer than {min_count} samples to split, and every "
+                        "class needs at least one sample in train, val and test to be trained and scored. "
+                        f"{_fix(max(int(counts[small].min()), 1), kfold)}")
     try:
         return train_test_split(idx, test_size=size, stratify=y[idx], random_state=seed)
     except ValueError as e:  # a part smaller than the number of classes
