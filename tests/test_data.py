@@ -162,10 +162,13 @@ def test_a_profile_keeps_the_order_of_rarity_of_imbalanced_classes(profile):
     assert all(g <= c for g, c in zip(got, counts))
 
 
-def test_ties_in_frequency_rank_by_class_index_as_in_cifar_lt():
+def test_ties_rank_by_class_index_and_balanced_data_keeps_cifar_lts_order():
     assert imbalance.frequency_ranks([5, 9, 9, 1]) == [2, 0, 1, 3]
+    assert imbalance.frequency_ranks([104, 109, 106, 108]) == [0, 1, 2, 3]  # split noise, not imbalance
     got = imbalance.target_counts([100] * 4, OmegaConf.create({"name": "longtail", "ratio": 8}))
     assert got == sorted(got, reverse=True) and got[0] == 100 and got[-1] == 12
+    a, b = (prepare(make_cfg(f"seed={s}")).class_counts["train_imbalanced"] for s in (0, 1))
+    assert np.argmax(a) == np.argmax(b) == 0 and np.argmin(a) == np.argmin(b) == 9  # the seed does not pick the tail
 
 
 def test_a_profile_on_already_imbalanced_data_says_so_in_one_line(caplog):

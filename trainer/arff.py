@@ -67,12 +67,16 @@ def read(path: Path) -> Table:
     if body.lstrip().startswith("{"):
         raise UserError(f"dataset.path={path}: sparse ARFF rows ({{index value, ...}}) are not read. Save the data "
                         "as dense ARFF or CSV.")
-    try:
-        frame = pd.read_csv(io.StringIO(body), header=None, names=names, dtype=str, skipinitialspace=True,
-                            quotechar="'", comment="%", na_values=["?"], keep_default_na=False, skip_blank_lines=True)
+    try:  # '?' marks a missing value in ARFF, '<null>' in KEEL
+        frame = pd.read_csv(io.StringIO(body), header=None, dtype=str, skipinitialspace=True, quotechar="'",
+                            comment="%", na_values=["?", "<null>"], keep_default_na=False, skip_blank_lines=True)
     except (ValueError, pd.errors.ParserError) as e:
         raise UserError(f"dataset.path={path}: the rows after @data do not match the {len(names)} attributes of "
                         f"the header ({e}).") from e
+    if frame.shape[1] != len(names):
+        raise UserError(f"dataset.path={path}: the rows after @data have {frame.shape[1]} values, and the header "
+                        f"declares {len(names)} attributes ({', '.join(names)}): the rows do not match the header.")
+    frame.columns = names
     frame = frame.apply(lambda column: column.str.strip())
     target = outputs[0] if outputs else names[-1]
     return Table(frame, nominal, target)

@@ -1,7 +1,9 @@
 """Imbalance profiles: subsample the train split to a long-tail or step class distribution.
 
-Classes are ranked by their real train counts (the most frequent is the head, ties by class index), so a profile
-deepens a dataset's own imbalance and never inverts it; on a balanced dataset the rank is the class index.
+On an imbalanced train split (largest/smallest class above ALREADY_IMBALANCED) classes are ranked by their real
+counts (the most frequent is the head, ties by class index), so a profile deepens the data's own imbalance and never
+inverts it. On a balanced split the rank is the class index, as in CIFAR-LT: the few samples by which a seeded
+stratified split makes classes differ must not decide which class becomes the tail (it would change with the seed).
 """
 from __future__ import annotations
 
@@ -16,12 +18,20 @@ from trainer.data import Split
 log = logging.getLogger(__name__)
 
 # A train split whose largest class has more than this many times the samples of its smallest is already
-# imbalanced: a profile on top of it compounds the two, which the run says in one line.
+# imbalanced: a profile on top of it ranks classes by frequency, compounds the two, and the run says so in one line.
 ALREADY_IMBALANCED = 1.5
 
 
+def is_imbalanced(counts: list[int]) -> bool:
+    present = [n for n in counts if n > 0]
+    return bool(present) and max(present) > ALREADY_IMBALANCED * min(present)
+
+
 def frequency_ranks(counts: list[int]) -> list[int]:
-    """The rank of each class by count, 0 for the most frequent (ties broken by class index)."""
+    """The rank of each class, 0 for the head: by count, most frequent first (ties by class index), when the counts
+    are imbalanced; by class index when they are balanced (CIFAR-LT's convention)."""
+    if not is_imbalanced(counts):
+        return list(range(len(counts)))
     order = sorted(range(len(counts)), key=lambda c: (-counts[c], c))
     ranks = [0] * len(counts)
     for rank, c in enumerate(order):
@@ -32,7 +42,7 @@ def frequency_ranks(counts: list[int]) -> list[int]:
 def target_counts(counts: list[int], cfg: DictConfig) -> list[int]:
     """Per-class sample counts the profile asks for, never more than a class has.
 
-    With r the class's frequency rank (0 the head, C-1 the tail):
+    With r the class's rank (frequency_ranks: 0 the head, C-1 the tail):
     longtail: n = n_max * ratio^(-r/(C-1)), the exponential profile of CIFAR-LT (Cui et al., CVPR 2019).
     step: the ceil(minority_fraction * C) classes of highest rank get n_max / ratio, the others keep n_max.
     Every class keeps at least one sample.
@@ -56,8 +66,8 @@ def apply(train: Split, cfg: DictConfig, num_classes: int, seed: int) -> Split:
     if cfg.name == "none":
         return train
     counts = train.counts(num_classes)
-    present = [n for n in counts if n > 0]
-    if present and max(present) > ALREADY_IMBALANCED * min(present):
+    if is_imbalanced(counts):
+        present = [n for n in counts if n > 0]
         log.warning("imbalance=%s on a train split that is already imbalanced (largest/smallest class %d/%d): the "
                     "profile ranks classes by their counts and subsamples on top of that; imbalance=none keeps the "
                     "data as it is", cfg.name, max(present), min(present))

@@ -68,7 +68,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise UserError(f"{path} is not an IDX file of unsigned bytes (as in MNIST): delete or replace it.")
     ndim = raw[3]
     sizes = struct.unpack(f">{ndim}i", raw[4:4 + 4 * ndim])
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(sizes)
+    return np.frombuffer(bytearray(raw), np.uint8, offset=4 + 4 * ndim).reshape(sizes)  # writable, for torch
 
 
 def idx_files(cls: type, folder: Path) -> list[Path] | None:
