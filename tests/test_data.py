@@ -250,7 +250,7 @@ def test_fold_settings_are_refused_before_any_work(overrides, key):
     assert err.value.key == key
 
 
-def test_a_kfold_run_logs_its_fold_and_a_plain_run_logs_null(run_cfg):
+def test_a_kfold_run_logs_and_tags_its_fold_and_a_plain_run_logs_null(run_cfg):
     from mlflow.tracking import MlflowClient
 
     folded = run(run_cfg("dataset=breast_cancer", "split.folds=5", "split.fold=3", "trainer.epochs=1"))
@@ -258,3 +258,5 @@ def test_a_kfold_run_logs_its_fold_and_a_plain_run_logs_null(run_cfg):
     params = lambda r: MlflowClient().get_run(r.run_id).data.params  # noqa: E731
     assert params(folded)["split.fold"] == "3" and params(folded)["split.folds"] == "5"
     assert params(plain)["split.fold"] == "None"
+    tags = lambda r: MlflowClient().get_run(r.run_id).data.tags  # noqa: E731
+    assert tags(folded)["split.fold"] == "3" and "split.fold" not in tags(plain)

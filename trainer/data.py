@@ -198,6 +198,14 @@ def kfold(x: np.ndarray, y: np.ndarray, classes: list[str], folds: int, fold: in
     return Dataset(part(train_idx), part(val_idx), part(test_idx), classes, tabular)
 
 
+def fold_tags(split_cfg: DictConfig) -> dict[str, str]:
+    """Tags of a k-fold run, {"split.fold": "i", "split.folds": "K"}, so runs can be filtered and paired by fold
+    (the params hold them too, null without k-fold); {} for a plain split."""
+    if not split_cfg.get("folds"):
+        return {}
+    return {"split.fold": str(split_cfg.fold), "split.folds": str(split_cfg.folds)}
+
+
 def require_every_class(parts: list[np.ndarray], classes: list[str], setting: str, kfold: bool = False) -> None:
     """UserError unless every class has a sample in each part (labels of train, val, test): a class missing from a
     part could not be scored there, and a recall of 0 for a class that was never tested would be made up."""

@@ -135,7 +135,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         resumed.threads if resumed else None), device)
     # --- end ---
 
-    tags = group_tags(cfg) | {"device": str(device)} | (tags or {})
+    tags = group_tags(cfg) | data.fold_tags(cfg.split) | {"device": str(device)} | (tags or {})
     if parent:
         tags["sweep_id"] = parent
     with mlflow_run(experiment_id, run_name, tags, parent, run_id=resume_id) as active, stop_request() as stop:
