@@ -260,3 +260,14 @@ def test_a_kfold_run_logs_and_tags_its_fold_and_a_plain_run_logs_null(run_cfg):
     assert params(plain)["split.fold"] == "None"
     tags = lambda r: MlflowClient().get_run(r.run_id).data.tags  # noqa: E731
     assert tags(folded)["split.fold"] == "3" and "split.fold" not in tags(plain)
+
+
+def test_the_cli_stops_the_three_rows_per_class_csv_with_one_error_line(tmp_path):
+    from conftest import train_cli
+
+    overrides = _csv_of({"big": 60, "a": 3, "b": 3, "c": 3, "d": 3}, tmp_path / "t.csv")
+    out = train_cli(*overrides, "split.test=0.1", "split.val=0.1", "trainer.epochs=1", cwd=tmp_path, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    error = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1 and "split.val=0.1 split.test=0.1 leave(s) class(es)" in error[0], out.stderr[-2000:]
+    assert "test/recall" not in out.stdout
