@@ -241,7 +241,8 @@ def test_kfold_stops_when_a_fold_would_miss_a_class(tmp_path):
 
 @pytest.mark.parametrize("overrides,key", [
     (["split.folds=5", "split.fold=5"], "split.fold"), (["split.folds=5", "split.fold=-1"], "split.fold"),
-    (["split.folds=5"], "split.fold"), (["split.fold=1"], "split.fold"), (["split.folds=1", "split.fold=0"], "split.folds"),
+    (["split.folds=5"], "split.fold"), (["split.fold=1"], "split.fold"),
+    (["split.folds=1", "split.fold=0"], "split.folds"),
     (["dataset=fashion_mnist", "split.folds=5", "split.fold=0"], "split.folds"),
 ])
 def test_fold_settings_are_refused_before_any_work(overrides, key):

@@ -144,8 +144,8 @@ def _carve(idx: np.ndarray, y: np.ndarray, size: float, seed: int, classes: list
     if counts.min() < min_count:
         small = np.flatnonzero(counts < min_count)
         named = [f"{classes[c]!r} ({counts[c]} sample{'s' if counts[c] != 1 else ''} left to split)" for c in small]
-        raise UserError(f"{setting}: class(es) {_listed(named)} have fewer than {min_count} samples to split, and every "
-                        "class needs at least one sample in train, val and test to be trained and scored. "
+        raise UserError(f"{setting}: class(es) {_listed(named)} have fewer than {min_count} samples to split, and "
+                        "every class needs at least one sample in train, val and test to be trained and scored. "
                         f"{_fix(max(int(counts[small].min()), 1), kfold)}")
     try:
         return train_test_split(idx, test_size=size, stratify=y[idx], random_state=seed)
@@ -229,8 +229,8 @@ def _fix(n: int, kfold: bool) -> str:
         return (f"Fix: fewer folds (split.folds at most {max(n, 2)}), a larger split.val (at least 1/{n}), or drop "
                 "those classes from the data.")
     return (f"Fix: larger split.val and split.test (a class of {n} samples needs both at least 1/{n}), stratified "
-            f"k-fold cross-validation (split.folds=K split.fold=0..K-1 tests every sample once, K at most {max(n, 2)}), "
-            "or drop those classes from the data.")
+            f"k-fold cross-validation (split.folds=K split.fold=0..K-1 tests every sample once, K at most "
+            f"{max(n, 2)}), or drop those classes from the data.")
 
 
 def standardize(ds: Dataset) -> Dataset:

@@ -173,7 +173,8 @@ def for_categories(sampler: Any, blocks: tuple[tuple[int, int], ...], width: int
                         "of categories. Use resampling=smote (SMOTENC for categorical columns), oversample, "
                         "undersample, near_miss or balanced_sampler, or leave the categorical columns out with "
                         "dataset.features.")
-    params = {k: v for k, v in sampler.get_params().items() if k in ("sampling_strategy", "random_state", "k_neighbors")}
+    kept = ("sampling_strategy", "random_state", "k_neighbors")
+    params = {k: v for k, v in sampler.get_params().items() if k in kept}
     plain = width - sum(stop - start for start, stop in blocks)
     if plain == 0:
         return SMOTEN(**params)

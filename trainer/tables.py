@@ -131,9 +131,9 @@ def load_table(cfg: DictConfig) -> Source:
     df, nominal = (table.frame, table.nominal) if isinstance(table, Table) else (table, [])
     target = cfg.get("target") or (table.target if isinstance(table, Table) else None)
     if df is None or not target:
-        raise UserError("dataset=csv needs dataset.path=FILE (.csv, .tsv, .parquet, .arff or KEEL .dat) and, but for "
-                        "ARFF and KEEL files, dataset.target=COLUMN (the class column), e.g. python train.py "
-                        "dataset=csv dataset.path=my.csv dataset.target=label")
+        raise UserError("dataset=csv needs dataset.path=FILE (.csv, .tsv, .parquet, .arff or KEEL .dat) and, for CSV "
+                        "and parquet, dataset.target=COLUMN (the class column), e.g. python train.py dataset=csv "
+                        "dataset.path=my.csv dataset.target=label")
     cfg = OmegaConf.merge(cfg, {"target": target})
     columns = [str(c) for c in df.columns]
     df.columns = columns
