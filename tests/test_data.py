@@ -151,6 +151,15 @@ def test_breast_cancer_keeps_its_benign_class():
     assert counts["train_imbalanced"][1 - benign] == counts["train_source"][benign] // 50
 
 
+def test_a_users_csv_keeps_its_majority_class(tmp_path):
+    overrides = _csv_of({"a": 20, "b": 30, "z": 97}, tmp_path / "t.csv")  # the majority has the last index
+    counts = prepare(make_cfg(*overrides)).class_counts
+    head = counts["train_source"][2]
+    assert counts["train_imbalanced"] == counts["train_source"] and head > 50
+    counts = prepare(make_cfg(*overrides, "imbalance=longtail")).class_counts["train_imbalanced"]
+    assert counts[2] == head and counts[0] < counts[1] < head  # 'z' stays the head; 'a', the rarest, is the tail
+
+
 @pytest.mark.parametrize("profile", [{"name": "longtail", "ratio": 50}, {"name": "longtail", "ratio": 1e6},
                                      {"name": "step", "ratio": 100, "minority_fraction": 0.5}])
 def test_a_profile_keeps_the_order_of_rarity_of_imbalanced_classes(profile):
