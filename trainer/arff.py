@@ -12,8 +12,12 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainer.config import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUFFIXES = (".arff", ".dat")
 _ATTRIBUTE = re.compile(r"""@attribute\s+('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s{]+)\s*(.*)""", re.IGNORECASE)
@@ -24,7 +28,7 @@ _NUMERIC = re.compile(r"(real|numeric|integer)\s*(\[.*\])?\s*$", re.IGNORECASE)
 class Table:
     """The rows (strings, missing '?' as NA), the nominal attributes and the class attribute the file names."""
 
-    frame: object  # pandas.DataFrame
+    frame: pd.DataFrame  # one str column per attribute, in the header's order
     nominal: list[str]
     target: str  # KEEL's @outputs, else the last attribute (Weka's default class)
 
