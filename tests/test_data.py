@@ -1,15 +1,17 @@
 """Splits, imbalance profiles, label noise and resampling: each changes the train split only."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import make_cfg
 from omegaconf import OmegaConf
 
-from trainer import imbalance, noise
-from trainer.config import UserError
+from trainer import data, imbalance, noise
+from trainer.config import ConfigError, UserError, validate
 from trainer.data import Split
-from trainer.run import prepare
+from trainer.run import prepare, run
 
 
 def test_split_is_stratified_disjoint_and_seeded():
@@ -70,7 +72,7 @@ def test_class_counts_record_every_stage():
     prep = prepare(make_cfg("resampling=smote"))
     c = prep.class_counts
     assert set(c) == {"train_source", "train_imbalanced", "train_resampled", "val", "test"}
-    assert c["train_imbalanced"][0] > 10 * c["train_imbalanced"][-1]
+    assert max(c["train_imbalanced"]) > 10 * min(c["train_imbalanced"])
     assert len(set(c["train_resampled"])) == 1 and c["train_resampled"][0] == max(c["train_imbalanced"])
     assert c["train_resampled"] == prep.dataset.train.counts(10)
 
@@ -87,7 +89,10 @@ def test_smote_lowers_k_for_a_small_class_and_records_it(caplog):
 
 
 def test_smote_refuses_a_class_of_one_sample_naming_it():
-    with pytest.raises(UserError, match=r"class\(es\) '7', '8', '9' have a single train sample"):
+    counts = prepare(make_cfg("imbalance.ratio=200")).class_counts["train_imbalanced"]
+    single = ", ".join(f"'{c}'" for c, n in enumerate(counts) if n == 1)
+    assert single.count("'") == 6  # three classes of one sample: the three least frequent digits
+    with pytest.raises(UserError, match=rf"class\(es\) {single} have a single train sample"):
         prepare(make_cfg("resampling=smote", "imbalance.ratio=200"))
 
 
@@ -112,3 +117,167 @@ def test_tabular_features_are_standardised_with_train_statistics():
     ds = prepare(make_cfg("dataset=breast_cancer", "imbalance=none")).dataset
     assert np.allclose(ds.train.x.mean(0), 0, atol=1e-4) and np.allclose(ds.train.x.std(0), 1, atol=1e-3)
     assert not np.allclose(ds.test.x.mean(0), 0, atol=1e-4)
+
+
+# ---- imbalance defaults and profiles on data that is already imbalanced (issue 14) ---------------------------
+
+@pytest.mark.parametrize("dataset,default", [
+    ("digits", "longtail"), ("mnist", "longtail"), ("fashion_mnist", "longtail"), ("cifar10", "longtail"),
+    ("synthetic", "longtail"), ("breast_cancer", "none"), ("csv", "none"), ("image_folder", "none"),
+])
+def test_each_dataset_file_chooses_its_imbalance_default_and_the_command_line_overrides_it(dataset, default):
+    assert make_cfg(f"dataset={dataset}").imbalance.name == default
+    assert make_cfg(f"dataset={dataset}", "imbalance=step").imbalance.name == "step"
+    assert make_cfg(f"dataset={dataset}", "imbalance=longtail", "imbalance.ratio=7").imbalance.ratio == 7
+
+
+def test_the_cli_composes_csv_without_a_profile_unless_asked():
+    from conftest import train_cli
+
+    out = train_cli("dataset=csv", "imbalance=longtail", "--cfg", "job", cwd=Path.cwd(), timeout=120)
+    assert out.returncode == 0 and "imbalance:\n  name: longtail\n  ratio: 50" in out.stdout
+    out = train_cli("dataset=csv", "--cfg", "job", cwd=Path.cwd(), timeout=120)
+    assert out.returncode == 0 and "imbalance:\n  name: none\n" in out.stdout
+
+
+def test_breast_cancer_keeps_its_benign_class():
+    prep = prepare(make_cfg("dataset=breast_cancer"))
+    benign = prep.dataset.classes.index("benign")
+    counts = prep.class_counts
+    assert counts["train_imbalanced"] == counts["train_source"] and counts["train_source"][benign] > 200
+    # asked for explicitly, the profile keeps the majority (benign) as the head and shrinks the other class
+    counts = prepare(make_cfg("dataset=breast_cancer", "imbalance=longtail")).class_counts
+    assert counts["train_imbalanced"][benign] == counts["train_source"][benign]
+    assert counts["train_imbalanced"][1 - benign] == counts["train_source"][benign] // 50
+
+
+def test_a_users_csv_keeps_its_majority_class(tmp_path):
+    overrides = _csv_of({"a": 20, "b": 30, "z": 97}, tmp_path / "t.csv")  # the majority has the last index
+    counts = prepare(make_cfg(*overrides)).class_counts
+    head = counts["train_source"][2]
+    assert counts["train_imbalanced"] == counts["train_source"] and head > 50
+    counts = prepare(make_cfg(*overrides, "imbalance=longtail")).class_counts["train_imbalanced"]
+    assert counts[2] == head and counts[0] < counts[1] < head  # 'z' stays the head; 'a', the rarest, is the tail
+
+
+@pytest.mark.parametrize("profile", [{"name": "longtail", "ratio": 50}, {"name": "longtail", "ratio": 1e6},
+                                     {"name": "step", "ratio": 100, "minority_fraction": 0.5}])
+def test_a_profile_keeps_the_order_of_rarity_of_imbalanced_classes(profile):
+    counts = [6, 7, 1960, 30, 103, 5342, 27352]
+    got = imbalance.target_counts(counts, OmegaConf.create(profile))
+    assert got[6] == 27352  # the most frequent class is the head, whatever its index
+    rarity = sorted(range(7), key=lambda c: counts[c])
+    assert all(got[a] <= got[b] for a, b in zip(rarity, rarity[1:]))
+    assert all(g <= c for g, c in zip(got, counts))
+
+
+def test_ties_rank_by_class_index_and_balanced_data_keeps_cifar_lts_order():
+    assert imbalance.frequency_ranks([5, 9, 9, 1]) == [2, 0, 1, 3]
+    assert imbalance.frequency_ranks([104, 109, 106, 108]) == [0, 1, 2, 3]  # split noise, not imbalance
+    got = imbalance.target_counts([100] * 4, OmegaConf.create({"name": "longtail", "ratio": 8}))
+    assert got == sorted(got, reverse=True) and got[0] == 100 and got[-1] == 12
+    a, b = (prepare(make_cfg(f"seed={s}")).class_counts["train_imbalanced"] for s in (0, 1))
+    assert np.argmax(a) == np.argmax(b) == 0 and np.argmin(a) == np.argmin(b) == 9  # the seed does not pick the tail
+
+
+def test_a_profile_on_already_imbalanced_data_says_so_in_one_line(caplog):
+    rng = np.random.default_rng(0)
+    skewed = Split(rng.normal(size=(130, 2)).astype(np.float32), np.repeat([0, 1], [100, 30]))
+    imbalance.apply(skewed, OmegaConf.create({"name": "longtail", "ratio": 10}), 2, seed=0)
+    lines = [r for r in caplog.records if "already imbalanced" in r.getMessage()]
+    assert len(lines) == 1 and "100/30" in lines[0].getMessage()
+    caplog.clear()
+    balanced = Split(skewed.x[:120], np.repeat([0, 1], [60, 60]))
+    imbalance.apply(balanced, OmegaConf.create({"name": "longtail", "ratio": 10}), 2, seed=0)
+    assert "already imbalanced" not in caplog.text
+
+
+# ---- every class in every part; stratified k-fold -------------------------------------------------------------
+
+def _csv_of(counts: dict[str, int], path: Path) -> list[str]:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(list(counts), list(counts.values()))
+    pd.DataFrame({"a": rng.normal(size=len(labels)), "label": labels}).to_csv(path, index=False)
+    return ["dataset=csv", f"dataset.path={path}", "dataset.target=label"]
+
+
+@pytest.mark.parametrize("counts", [{c: 3 for c in "abcdefg"}, {"big": 60, "a": 3, "b": 3, "c": 3, "d": 3}])
+def test_a_csv_with_three_rows_per_class_and_small_fractions_stops_naming_the_classes(counts, tmp_path):
+    cfg = make_cfg(*_csv_of(counts, tmp_path / "t.csv"), "split.test=0.1", "split.val=0.1")
+    with pytest.raises(UserError) as err:
+        prepare(cfg)
+    message = str(err.value)
+    assert "'a' (3 samples" in message and "'big'" not in message
+    assert "split.folds=K" in message and "at least 1/3" in message and "drop those classes" in message
+    ok = prepare(make_cfg(*_csv_of(counts, tmp_path / "t.csv"), "split.test=0.33", "split.val=0.33")).class_counts
+    assert min(ok["train_source"]) >= 1 and min(ok["val"]) >= 1 and min(ok["test"]) >= 1
+
+
+def test_every_class_is_in_train_val_and_test_or_the_split_stops():
+    y = np.repeat([0, 1, 2], [60, 3, 3])
+    with pytest.raises(UserError, match=r"'b' \(3 samples: 3 train, 0 val, 0 test\)"):
+        data.require_every_class([y[y != 9], y[y == 0], y[y != 1]], ["a", "b", "c"], "split.val=0.1 split.test=0.1")
+    data.require_every_class([y, y, y], ["a", "b", "c"], "split.val=0.1 split.test=0.1")
+
+
+def _rows(split: Split) -> set[bytes]:
+    return {r.tobytes() for r in split.x}
+
+
+def test_kfold_tests_every_sample_exactly_once_per_seed_and_keeps_val_apart():
+    tests = []
+    for fold in range(5):
+        cfg = make_cfg("dataset=breast_cancer", "split.folds=5", f"split.fold={fold}")
+        ds = data.load(cfg.dataset, cfg.split, cfg.seed)
+        train, val, test = _rows(ds.train), _rows(ds.val), _rows(ds.test)
+        assert not (train & val) and not (train & test) and not (val & test)
+        assert len(ds.val.y) == pytest.approx(0.2 * 569, abs=2) and len(ds.test.y) in (113, 114)
+        fractions = [np.bincount(s.y) / len(s.y) for s in (ds.train, ds.val, ds.test)]
+        assert np.allclose(fractions[0], fractions[2], atol=0.01) and np.allclose(fractions[1], fractions[2], atol=0.01)
+        tests.append(test)
+    assert sum(len(t) for t in tests) == 569 and len(set().union(*tests)) == 569
+    cfg = make_cfg("dataset=breast_cancer", "split.folds=5", "split.fold=0", "seed=1")
+    assert _rows(data.load(cfg.dataset, cfg.split, cfg.seed).test) != tests[0]  # another seed, another partition
+
+
+def test_kfold_stops_when_a_fold_would_miss_a_class(tmp_path):
+    cfg = make_cfg(*_csv_of({"big": 60, "a": 3, "b": 4}, tmp_path / "t.csv"), "split.folds=5", "split.fold=0")
+    with pytest.raises(UserError, match=r"split.folds=5 split.val=0.2 \(fold \d\) .*'a' \(3 samples.*fewer folds"):
+        prepare(cfg)
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["split.folds=5", "split.fold=5"], "split.fold"), (["split.folds=5", "split.fold=-1"], "split.fold"),
+    (["split.folds=5"], "split.fold"), (["split.fold=1"], "split.fold"),
+    (["split.folds=1", "split.fold=0"], "split.folds"),
+    (["dataset=fashion_mnist", "split.folds=5", "split.fold=0"], "split.folds"),
+])
+def test_fold_settings_are_refused_before_any_work(overrides, key):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(*overrides))
+    assert err.value.key == key
+
+
+def test_a_kfold_run_logs_and_tags_its_fold_and_a_plain_run_logs_null(run_cfg):
+    from mlflow.tracking import MlflowClient
+
+    folded = run(run_cfg("dataset=breast_cancer", "split.folds=5", "split.fold=3", "trainer.epochs=1"))
+    plain = run(run_cfg("dataset=breast_cancer", "trainer.epochs=1"))
+    params = lambda r: MlflowClient().get_run(r.run_id).data.params  # noqa: E731
+    assert params(folded)["split.fold"] == "3" and params(folded)["split.folds"] == "5"
+    assert params(plain)["split.fold"] == "None"
+    tags = lambda r: MlflowClient().get_run(r.run_id).data.tags  # noqa: E731
+    assert tags(folded)["split.fold"] == "3" and "split.fold" not in tags(plain)
+
+
+def test_the_cli_stops_the_three_rows_per_class_csv_with_one_error_line(tmp_path):
+    from conftest import train_cli
+
+    overrides = _csv_of({"big": 60, "a": 3, "b": 3, "c": 3, "d": 3}, tmp_path / "t.csv")
+    out = train_cli(*overrides, "split.test=0.1", "split.val=0.1", "trainer.epochs=1", cwd=tmp_path, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    error = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1 and "split.val=0.1 split.test=0.1 leave(s) class(es)" in error[0], out.stderr[-2000:]
+    assert "test/recall" not in out.stdout

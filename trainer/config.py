@@ -144,6 +144,22 @@ def validate(cfg: DictConfig) -> None:
         _check(cfg, "ssl.threshold", lambda v: _is_num(v) and 0 <= v < 1, "a probability in [0, 1), e.g. 0.95")
 
     _validate_dataset(cfg)
+    _validate_folds(cfg)
+
+
+def _validate_folds(cfg: DictConfig) -> None:
+    """split.folds and split.fold: both null, or K >= 2 and a fold in [0, K) on a dataset without its own test set."""
+    folds = _get(cfg, "split.folds")
+    _check(cfg, "split.folds", lambda v: v is None or (_is_int(v) and v >= 2),
+           "null (one train/val/test split) or a number of folds >= 2, e.g. split.folds=5")
+    if folds is None:
+        _check(cfg, "split.fold", lambda v: v is None, "null without split.folds: set split.folds=K too")
+        return
+    _check(cfg, "split.fold", lambda v: _is_int(v) and 0 <= v < folds,
+           f"the test fold, an integer in 0..{folds - 1}; sweep them: -m split.fold={','.join(map(str, range(folds)))}")
+    dataset = _get(cfg, "dataset.name")
+    if dataset in ("mnist", "fashion_mnist", "cifar10"):
+        raise ConfigError("split.folds", folds, f"null for dataset={dataset}, which has its own official test set")
 
 
 def _is_names(v: Any) -> bool:
@@ -158,9 +174,10 @@ def _validate_dataset(cfg: DictConfig) -> None:
         _check(cfg, "dataset.download", lambda v: isinstance(v, bool), "true or false")
     elif name == "csv":
         _check(cfg, "dataset.path", lambda v: isinstance(v, str) and v != "",
-               "your .csv, .tsv or .parquet file, e.g. dataset.path=my.csv")
-        _check(cfg, "dataset.target", lambda v: isinstance(v, str) and v != "",
-               "the name of the class column, e.g. dataset.target=label")
+               "your .csv, .tsv, .parquet, .arff or KEEL .dat file, e.g. dataset.path=my.csv")
+        arff = str(_get(cfg, "dataset.path") or "").lower().endswith((".arff", ".dat"))
+        _check(cfg, "dataset.target", lambda v: (isinstance(v, str) and v != "") or (v is None and arff),
+               "the name of the class column, e.g. dataset.target=label (null only for ARFF / KEEL files: their class)")
         for key in ("dataset.features", "dataset.categorical"):
             _check(cfg, key, _is_names, "null or a list of column names, e.g. [age,income]")
         _check(cfg, "dataset.max_categories", lambda v: _is_int(v) and v >= 2, "an integer >= 2")

@@ -2,6 +2,12 @@
 
 resampling=balanced_sampler is the exception: it leaves the split as it is and asks the training loop for
 class-balanced batches instead (trainer.loop.epoch_indices).
+
+Tables with categorical (one-hot) columns: samplers that keep, drop or repeat rows (oversample, undersample,
+near_miss, balanced_sampler; their neighbour searches see the 0/1 columns as numbers) take them as they are;
+resampling=smote becomes imblearn's SMOTENC (SMOTEN when every column is categorical), which gives a new row the
+most frequent category of its neighbours, so categories stay whole; the other samplers that make new rows by
+interpolation (adasyn, borderline_smote, smote_tomek, smote_enn) are refused with a UserError.
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ log = logging.getLogger(__name__)
 # "smallest": the smallest class of the split (NearMiss fits its neighbour search on it).
 NEIGHBOURS = {
     "SMOTE": ("k_neighbors", 1, "grow"),
+    "SMOTENC": ("k_neighbors", 1, "grow"),
+    "SMOTEN": ("k_neighbors", 1, "grow"),
     "BorderlineSMOTE": ("k_neighbors", 1, "grow"),
     "ADASYN": ("n_neighbors", 1, "grow"),
     "NearMiss": ("n_neighbors", 0, "smallest"),
@@ -145,8 +153,63 @@ def warn_if_slow(sampler: Any, shape: tuple[int, int], name: str) -> float | Non
     return estimate
 
 
-def apply(train: Split, cfg: DictConfig, classes: list[str], seed: int) -> Resampled:
-    """Resample the train split with cfg.sampler (an imblearn sampler), images flattened and reshaped back."""
+def keeps_rows(sampler: Any) -> bool:
+    """Whether the sampler only keeps, drops or repeats rows of the split (so one-hot categories stay whole)."""
+    name, module = type(sampler).__name__, type(sampler).__module__
+    return name == "RandomOverSampler" or (module.startswith("imblearn.under_sampling") and name != "ClusterCentroids")
+
+
+def for_categories(sampler: Any, blocks: tuple[tuple[int, int], ...], width: int, name: str) -> Any:
+    """The sampler to run on a table with one-hot blocks [start, stop): SMOTE becomes SMOTENC over the blocks'
+    category codes (SMOTEN when every column is categorical); a sampler that keeps rows stays; UserError for
+    the other samplers that interpolate new rows, which would make fractional categories."""
+    from imblearn.over_sampling import SMOTE, SMOTEN, SMOTENC
+
+    if keeps_rows(sampler):
+        return sampler
+    if type(sampler) is not SMOTE:
+        raise UserError(f"resampling={name}: {type(sampler).__name__} makes new rows by interpolating between samples, "
+                        f"which would split this table's {len(blocks)} categorical (one-hot) column(s) into fractions "
+                        "of categories. Use resampling=smote (SMOTENC for categorical columns), oversample, "
+                        "undersample, near_miss or balanced_sampler, or leave the categorical columns out with "
+                        "dataset.features.")
+    kept = ("sampling_strategy", "random_state", "k_neighbors")
+    params = {k: v for k, v in sampler.get_params().items() if k in kept}
+    plain = width - sum(stop - start for start, stop in blocks)
+    if plain == 0:
+        return SMOTEN(**params)
+    return SMOTENC(categorical_features=list(range(plain, plain + len(blocks))), **params)
+
+
+def encode(x: np.ndarray, blocks: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """(N, D) with one-hot blocks -> (N, D') : the other columns in order, then one category code per block."""
+    inside = np.zeros(x.shape[1], bool)
+    for start, stop in blocks:
+        inside[start:stop] = True
+    codes = [x[:, start:stop].argmax(axis=1) for start, stop in blocks]
+    return np.column_stack([x[:, ~inside], *codes]).astype(np.float32)
+
+
+def decode(z: np.ndarray, blocks: tuple[tuple[int, int], ...], width: int) -> np.ndarray:
+    """The inverse of encode: category codes back to whole one-hot rows in their original columns."""
+    inside = np.zeros(width, bool)
+    for start, stop in blocks:
+        inside[start:stop] = True
+    x = np.zeros((len(z), width), np.float32)
+    plain = int((~inside).sum())
+    x[:, ~inside] = z[:, :plain]
+    rows = np.arange(len(z))
+    for j, (start, _) in enumerate(blocks):
+        x[rows, start + z[:, plain + j].round().astype(np.int64)] = 1.0
+    return x
+
+
+def apply(train: Split, cfg: DictConfig, classes: list[str], seed: int,
+          categorical: tuple[tuple[int, int], ...] = ()) -> Resampled:
+    """Resample the train split with cfg.sampler (an imblearn sampler), images flattened and reshaped back.
+
+    categorical: the one-hot blocks [start, stop) of a table (trainer.data.Dataset.categorical), kept whole.
+    """
     if cfg.get("balanced_batches", False):
         return Resampled(train, balanced_batches=True)
     if cfg.get("sampler") is None:
@@ -155,6 +218,10 @@ def apply(train: Split, cfg: DictConfig, classes: list[str], seed: int) -> Resam
     x2d = train.x.reshape(len(train.x), -1).astype(np.float32, copy=False)
     counts = np.bincount(train.y, minlength=len(classes))
     sampler = build(cfg, classes, seed)
+    coded = bool(categorical) and not keeps_rows(sampler)
+    if coded:
+        sampler = for_categories(sampler, categorical, x2d.shape[1], cfg.name)
+        x2d = encode(x2d, categorical)
     targets = _targets(sampler, x2d, train.y, cfg.name)
     lowered = fit_neighbours(sampler, targets, counts, classes, cfg.name)
     warn_if_slow(sampler, x2d.shape, cfg.name)
@@ -169,7 +236,11 @@ def apply(train: Split, cfg: DictConfig, classes: list[str], seed: int) -> Resam
         raise UserError(f"resampling={cfg.name} failed on this train split: {e} Check the resampling.sampler "
                         "settings, or choose another sampler (resampling=smote works on any class of 2+ "
                         "samples).") from e
+    if coded:
+        x_res = decode(x_res, categorical, int(np.prod(shape)))
     params: dict[str, Any] = {f"resampling.used.{k.replace('__', '.')}": v for k, v in lowered.items()}
+    if coded:
+        params["resampling.used.sampler"] = type(sampler).__name__
     metrics = {"time/resample_s": time.perf_counter() - start}
     if type(sampler).__module__.startswith("imblearn.over_sampling"):
         after = np.bincount(y_res, minlength=len(classes))

@@ -66,7 +66,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     train, unlabeled = ssl.withhold_labels(train, cfg.ssl, n, seed)
     if unlabeled is not None:
         counts["train_labeled"] = train.counts(n)
-    res = resampling.apply(train, cfg.resampling, ds.classes, seed)
+    res = resampling.apply(train, cfg.resampling, ds.classes, seed, ds.categorical)
     # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
     counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
                                  else res.train.counts(n))
@@ -137,7 +137,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     # --- end ---
 
     trial = search.trial_hooks(cfg.trainer.epochs)  # in an Optuna search: tags, per-epoch report, pruning
-    tags = group_tags(cfg) | {"device": str(device)} | trial.tags | (tags or {})
+    tags = group_tags(cfg) | data.fold_tags(cfg.split) | {"device": str(device)} | trial.tags | (tags or {})
     if parent:
         tags["sweep_id"] = parent
     with resume.KeepStatus(uri, resumed) as kept, mlflow_run(experiment_id, run_name, tags, parent,

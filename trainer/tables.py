@@ -1,4 +1,5 @@
-"""A user's table (CSV or parquet) as a labelled dataset: numeric columns as they are, categorical ones one-hot.
+"""A user's table (CSV, parquet, ARFF or KEEL .dat) as a labelled dataset: numeric columns as they are, categorical
+ones one-hot.
 
 Numeric columns are standardised later, with train-split statistics only (trainer.data.standardize); here
 they are only checked and placed first, so the Source can say which columns to scale.
@@ -9,7 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from trainer.config import UserError
 from trainer.data import Source
@@ -18,8 +19,11 @@ PARQUET = (".parquet", ".pq")
 
 
 def read_table(path: str):
-    """The file as a pandas DataFrame: parquet by its suffix, CSV otherwise (tab-separated for .tsv)."""
+    """The file as a pandas DataFrame, by its suffix: parquet, ARFF / KEEL .dat (an arff.Table, which also names the
+    nominal attributes and the class), else CSV (tab-separated for .tsv)."""
     import pandas as pd
+
+    from trainer import arff
 
     file = Path(path).expanduser()
     if not file.is_file():
@@ -28,6 +32,8 @@ def read_table(path: str):
     try:
         if file.suffix.lower() in PARQUET:
             return pd.read_parquet(file)
+        if file.suffix.lower() in arff.SUFFIXES:
+            return arff.read(file)
         return pd.read_csv(file, sep="\t" if file.suffix.lower() == ".tsv" else ",")
     except ImportError as e:
         raise UserError(f"dataset.path={path}: pandas needs a parquet engine to read it ({e}). "
@@ -114,15 +120,21 @@ def _is_categorical(column, name: str, listed: list[str] | None) -> bool:
 def load_table(cfg: DictConfig) -> Source:
     """Read cfg.path; cfg.target is the class column, cfg.features (default: all others) the inputs.
 
-    Categorical columns (cfg.categorical, or when null the mostly non-numeric ones) are one-hot encoded over the
-    categories of the whole file; numeric ones come first and are the columns standardised later.
+    Categorical columns (cfg.categorical, or when null the nominal attributes of an ARFF / KEEL file and the mostly
+    non-numeric columns) are one-hot encoded over the categories of the whole file; numeric ones come first and are
+    the columns standardised later. The Source names each one-hot block (Source.categorical), so that resampling
+    can keep categories whole. An ARFF / KEEL file's class (@outputs, else its last attribute) is the default target.
     """
+    from trainer.arff import Table
 
-    if not cfg.get("path") or not cfg.get("target"):
-        raise UserError("dataset=csv needs dataset.path=FILE (.csv, .tsv or .parquet) and dataset.target=COLUMN "
-                        "(the class column), e.g. python train.py dataset=csv dataset.path=my.csv "
-                        "dataset.target=label")
-    df = read_table(cfg.path)
+    table = read_table(cfg.path) if cfg.get("path") else None
+    df, nominal = (table.frame, table.nominal) if isinstance(table, Table) else (table, [])
+    target = cfg.get("target") or (table.target if isinstance(table, Table) else None)
+    if df is None or not target:
+        raise UserError("dataset=csv needs dataset.path=FILE (.csv, .tsv, .parquet, .arff or KEEL .dat) and, for CSV "
+                        "and parquet, dataset.target=COLUMN (the class column), e.g. python train.py dataset=csv "
+                        "dataset.path=my.csv dataset.target=label")
+    cfg = OmegaConf.merge(cfg, {"target": target})
     columns = [str(c) for c in df.columns]
     df.columns = columns
     features = list(cfg.features) if cfg.get("features") is not None else [c for c in columns if c != cfg.target]
@@ -141,6 +153,8 @@ def load_table(cfg: DictConfig) -> Source:
     if not features:
         raise UserError(f"dataset.features: {cfg.path} has no column besides the target {cfg.target!r}.")
     y, classes = _labels(df[cfg.target], cfg.target)
+    if listed is None and nominal:  # ARFF / KEEL: declared nominal, even when the values are digits ({0,1})
+        listed = [c for c in features if c in nominal or _is_categorical(df[c], c, None)]
 
     numeric, onehot, problems = {}, {}, {}
     for name in features:
@@ -157,4 +171,6 @@ def load_table(cfg: DictConfig) -> Source:
         raise UserError(f"dataset: {len(problems)} column(s) of {cfg.path} cannot be used as they are: "
                         f"{'; '.join(problems.values())}. Fix the file{leave_out}.")
     x = np.column_stack(list(numeric.values()) + list(onehot.values())).astype(np.float32)
-    return Source(x, y, classes, tabular=True, numeric=tuple(range(len(numeric))))
+    ends = np.cumsum([len(numeric)] + [block.shape[1] for block in onehot.values()])
+    blocks = tuple((int(a), int(b)) for a, b in zip(ends[:-1], ends[1:]))
+    return Source(x, y, classes, tabular=True, numeric=tuple(range(len(numeric))), categorical=blocks)

@@ -5,8 +5,10 @@ trainer.inputs normalises and augments them on the device per batch.
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ from trainer.data import Source, Split
 log = logging.getLogger(__name__)
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+# Folders where a system package installs a dataset's IDX files, read in place (Debian's dataset-fashion-mnist).
+SYSTEM_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 DOWNLOAD_TIMEOUT_S = 60  # torchvision opens URLs without a timeout: a silent network would hang the run forever
 
 
@@ -56,8 +60,43 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST's format: magic 0 0 0x08 ndim, big-endian int32 sizes, then the data),
+    gzipped when its name ends in .gz, as a uint8 array of those sizes."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if raw[:3] != b"\x00\x00\x08":
+        raise UserError(f"{path} is not an IDX file of unsigned bytes (as in MNIST): delete or replace it.")
+    ndim = raw[3]
+    sizes = struct.unpack(f">{ndim}i", raw[4:4 + 4 * ndim])
+    return np.frombuffer(bytearray(raw), np.uint8, offset=4 + 4 * ndim).reshape(sizes)  # writable, for torch
+
+
+def idx_files(cls: type, folder: Path) -> list[Path] | None:
+    """The four IDX files of an MNIST-like dataset directly in folder (each .gz or not), or None if any is missing."""
+    if not hasattr(cls, "resources"):
+        return None
+    found = []
+    for gz_name, _ in cls.resources:
+        path = next((p for p in (folder / gz_name, folder / gz_name.removesuffix(".gz")) if p.is_file()), None)
+        if path is None:
+            return None
+        found.append(path)
+    return found
+
+
+def _from_idx(cls: type, files: list[Path]) -> Source:
+    """Source of train-images, train-labels, t10k-images, t10k-labels (torchvision's resource order), read in place."""
+    x_train, y_train, x_test, y_test = (read_idx(p) for p in files)
+    return Source(np.ascontiguousarray(x_train[:, None]), y_train.astype(np.int64), list(cls.classes), images=True,
+                  test=Split(np.ascontiguousarray(x_test[:, None]), y_test.astype(np.int64)))
+
+
 def load_torchvision(name: str, root: str, download: bool) -> Source:
-    """Train and official test split of torchvision dataset `name`, downloaded into root when missing and allowed."""
+    """Train and official test split of torchvision dataset `name`, downloaded into root when missing and allowed.
+
+    MNIST-like datasets are also read in place from IDX files directly in root, or from the folder a system package
+    installs them in (SYSTEM_DIRS: Debian's dataset-fashion-mnist) before anything is downloaded.
+    """
     import torchvision.datasets
 
     cls = getattr(torchvision.datasets, TORCHVISION[name])
@@ -65,6 +104,11 @@ def load_torchvision(name: str, root: str, download: bool) -> Source:
     folder, files = expected_files(cls, root_path)
     _extract_gz(folder, files)
     missing = [f for f in files if not (folder / f).is_file()]
+    for place in (root_path, SYSTEM_DIRS.get(name)) if missing else ():
+        found = idx_files(cls, place) if place is not None else None
+        if found:
+            log.info("dataset=%s: reading the IDX files in %s in place", name, place)
+            return _from_idx(cls, found)
     gz = ", each possibly .gz" if hasattr(cls, "resources") else ""
     absent = (f"dataset={name}: the files are not in {folder.resolve()}/ (expected {', '.join(files)}{gz})"
               if len(missing) == len(files) else
