@@ -19,7 +19,9 @@ class UserError(Exception):
 
 log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[1] / "conf"
-FREE_PREFIXES = ("tracking.",)  # tracking may carry keys for MLflow plugins (a token): recorded masked, not read
+# tracking may carry keys for MLflow plugins (a token): recorded masked, not read; hydra is Hydra's own node, present
+# in a config composed by a sweeper (load_sweep_config) and checked by Hydra itself
+FREE_PREFIXES = ("tracking.", "hydra.")
 READ_WITH_DEFAULT = ("dataset.augment",)  # read by every image dataset, declared only by those that augment by default
 SEED_LIMIT = 2 ** 32  # numpy's seeds (split, imbalance, noise, resampling) are 0 <= seed < 2**32
 
