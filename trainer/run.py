@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainer import data, imbalance, noise, resampling, ssl
 from trainer.config import UserError, validate
 from trainer.interrupt import Interrupted
-from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, parent_run_id, resolve_uri,
+from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, resolve_uri,
                               setup_experiment, ui_command)
 
 if TYPE_CHECKING:
@@ -88,16 +88,14 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def _hydra_job() -> tuple[str | None, Path | None, str | None]:
-    """(overrides as a run name, the job's output folder, the sweep's parent run id) when run by Hydra."""
+def _hydra_job() -> tuple[str | None, Path | None]:
+    """(overrides as a run name, the job's output folder) when run by Hydra."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
-        return None, None, None
+        return None, None
     hc = HydraConfig.get()
-    parent = parent_run_id(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
-    return hc.job.override_dirname or None, Path(hc.runtime.output_dir), parent
+    return hc.job.override_dirname or None, Path(hc.runtime.output_dir)
 
 
 def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
@@ -110,7 +108,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     validate(cfg)
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
-    overrides, output_dir, parent = _hydra_job()
+    overrides, output_dir = _hydra_job()
+    parent = OmegaConf.select(cfg, "tracking.parent_run_id")  # set by trainer.tracking.SweepCallback in a sweep
     run_name = mask_overrides(cfg.tracking.run_name or overrides or "defaults")
     device = pick_device(cfg.trainer.device)
 
@@ -310,7 +309,8 @@ def _resume_overrides() -> str:
 
     if not HydraConfig.initialized():
         return ""
-    return " ".join(o for o in HydraConfig.get().overrides.task if not o.startswith("trainer.resume="))
+    return " ".join(o for o in HydraConfig.get().overrides.task
+                    if not o.startswith(("trainer.resume=", "tracking.parent_run_id=")))
 
 
 def main(cfg: DictConfig) -> float:
