@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from conftest import ROOT, train_cli
@@ -28,7 +29,7 @@ def test_a_four_job_sweep_against_the_mlflow_server_records_every_run(tmp_path, 
     uri = require("CE_MLFLOW_URI")
     if launcher is SLURM:
         require("SLURM_CONF")
-    experiment = f"dist-{tmp_path.name}"  # the server outlives the test: one experiment per test
+    experiment = _experiment()
     proc = train_cli("-m", "loss=plain,weighted", "seed=0,1", f"trainer.epochs={EPOCHS}", "trainer.patience=null",
                      "trainer.threads=1", f"tracking.experiment={experiment}", *launcher, cwd=tmp_path, timeout=900,
                      env={"MLFLOW_TRACKING_URI": uri})
@@ -53,7 +54,7 @@ def test_a_four_job_sweep_against_the_mlflow_server_records_every_run(tmp_path, 
 def test_a_slurm_job_cancelled_mid_training_ends_killed_and_fails_the_parent(tmp_path):
     uri = require("CE_MLFLOW_URI")
     require("SLURM_CONF")
-    experiment = f"dist-{tmp_path.name}"
+    experiment = _experiment()
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", "trainer.epochs=2,100000",
                              "trainer.patience=null", "trainer.threads=1", f"tracking.uri={uri}",
                              f"tracking.experiment={experiment}", *SLURM], cwd=tmp_path,
@@ -61,10 +62,7 @@ def test_a_slurm_job_cancelled_mid_training_ends_killed_and_fails_the_parent(tmp
     client = MlflowClient(uri)
     try:
         long_run = _wait_for_training(client, experiment, "trainer.epochs=100000", proc)
-        jobs = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, check=True).stdout
-        running = [line.split()[0] for line in jobs.splitlines() if line.split()[1] == "train"]
-        assert len(running) == 1, jobs  # the short job has finished; the long one is training
-        subprocess.run(["scancel", running[0]], check=True)
+        subprocess.run(["scancel", _only_job()], check=True)
         _, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -74,6 +72,21 @@ def test_a_slurm_job_cancelled_mid_training_ends_killed_and_fails_the_parent(tmp
     assert status == {"trainer.epochs=2": "FINISHED", "trainer.epochs=100000": "KILLED"}, err[-3000:]
     assert parent.info.status == "FAILED"
     assert "interrupted by SIGTERM" in client.get_run(long_run).data.tags["error"]
+
+
+def _experiment() -> str:
+    return f"dist-{uuid.uuid4().hex[:12]}"  # the server outlives the test (and pytest reuses tmp_path names)
+
+
+def _only_job() -> str:
+    """The Slurm id of the one job left of the sweep (the short one's process exits after its run finished)."""
+    for _ in range(120):
+        jobs = subprocess.run(["squeue", "-h", "-r", "-n", "train", "-t", "PENDING,RUNNING", "-o", "%i"], capture_output=True, text=True,
+                              check=True).stdout.split()
+        if len(jobs) == 1:
+            return jobs[0]
+        time.sleep(0.5)
+    raise AssertionError(f"Slurm jobs of the sweep: {jobs}")
 
 
 def _wait_for_training(client: MlflowClient, experiment: str, name: str, proc: subprocess.Popen) -> str:

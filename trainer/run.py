@@ -309,8 +309,23 @@ def _resume_overrides() -> str:
 
     if not HydraConfig.initialized():
         return ""
-    return " ".join(o for o in HydraConfig.get().overrides.task
-                    if not o.startswith(("trainer.resume=", "tracking.parent_run_id=")))
+    kept: dict[str, str] = {}  # the last override of each key: a sweep's job has tracking.uri twice
+    for o in HydraConfig.get().overrides.task:
+        key = o.split("=", 1)[0]
+        if key not in ("trainer.resume", "tracking.parent_run_id"):
+            kept.pop(key, None)
+            kept[key] = o
+    return " ".join(kept.values())
+
+
+def _in_launcher_worker() -> bool:
+    """True when this job runs in a launcher's worker process (joblib, submitit, ray), not in the sweep's own."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    return not str(HydraConfig.get().launcher._target_).endswith(".BasicLauncher")
 
 
 def main(cfg: DictConfig) -> float:
@@ -328,6 +343,8 @@ def main(cfg: DictConfig) -> float:
         how = (f"; continue it with:\n  python train.py {_resume_overrides()} trainer.resume={run_id}"
                if run_id else "")
         print(f"{e}. The run ended KILLED{how}", file=sys.stderr, flush=True)
+        if _in_launcher_worker():  # submitit and joblib learn of a failed job from an exception, not an exit
+            raise RuntimeError(f"job {e}") from None
         sys.exit(e.exit_code)
     except UserError as e:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
