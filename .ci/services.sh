@@ -23,12 +23,14 @@ wait_for() {  # wait_for WHAT SECONDS COMMAND...: until COMMAND succeeds, or fai
 
 stop() {
   [ -f "$dir/pids" ] || { rm -rf "$dir"; return 0; }
+  local t0; t0=$(( $(date +%s%N) / 1000000 ))
   tac "$dir/pids" | while read -r name pid; do  # in reverse order of start: the server before its database
     kill -TERM -- "-$pid" 2>/dev/null || continue
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL -- "-$pid" 2>/dev/null && echo "services: $name (pid $pid) killed after 10 s" >&2 || true
   done
   rm -rf "$dir"
+  echo "services: stopped after $(elapsed) ms"
 }
 
 start() {
