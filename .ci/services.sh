@@ -24,8 +24,9 @@ wait_for() {  # wait_for WHAT SECONDS COMMAND...: until COMMAND succeeds, or fai
 stop() {
   [ -f "$dir/pids" ] || { rm -rf "$dir"; return 0; }
   local t0; t0=$(( $(date +%s%N) / 1000000 ))
-  tac "$dir/pids" | while read -r name pid; do  # in reverse order of start: the server before its database
-    kill -TERM -- "-$pid" 2>/dev/null || continue
+  # all at once (one by one took 14 s), the server before its database; then wait for each, KILL after 10 s
+  tac "$dir/pids" | while read -r name pid; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  tac "$dir/pids" | while read -r name pid; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL -- "-$pid" 2>/dev/null && echo "services: $name (pid $pid) killed after 10 s" >&2 || true
   done
