@@ -10,8 +10,11 @@ import time
 
 import pytest
 from conftest import ROOT, train_cli
+from filelock import FileLock
 from mlflow.tracking import MlflowClient
 from services import sweep_runs
+
+from trainer.tracking import sqlite_path
 
 FAST = ["trainer.epochs=2", "trainer.threads=1"]
 CREATE = ("import sys; sys.path.insert(0, sys.argv[1]); from trainer.tracking import setup_experiment; "
@@ -85,7 +88,7 @@ def test_sigterm_between_the_jobs_of_a_sweep_leaves_no_run_running(tmp_path):
             if done:
                 break
             time.sleep(0.2)
-        assert done, "no job finished"
+        assert done, f"no job finished: {_state(proc)}"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -97,12 +100,45 @@ def test_sigterm_between_the_jobs_of_a_sweep_leaves_no_run_running(tmp_path):
     assert len(children) < 4  # it stopped before the last job
 
 
+def _state(proc: subprocess.Popen) -> str:
+    """'still running', or the exit code and the end of stderr of a process that ended."""
+    return "still running" if proc.poll() is None else f"exit {proc.returncode}: {proc.stderr.read()[-3000:]}"
+
+
 def _children(uri: str) -> list:
-    client = MlflowClient(uri)
-    try:
-        experiment = client.get_experiment_by_name("ce-harness")
-    except Exception:  # the store is still being created
+    """The sweep's child runs so far; read under the store's lock: a reader would otherwise race the sweep in
+    creating a fresh database."""
+    db = sqlite_path(uri)
+    if not db.exists():
         return []
+    with FileLock(f"{db}.lock"):
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("ce-harness")
     if experiment is None:
         return []
     return client.search_runs([experiment.experiment_id], filter_string="tags.sweep_id != ''")
+
+
+@pytest.mark.dist
+def test_sigterm_to_a_joblib_sweep_in_training_ends_every_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", "seed=0,1", "trainer.epochs=100000",
+                             "trainer.patience=null", "trainer.threads=1", "hydra/launcher=joblib",
+                             "hydra.launcher.n_jobs=2"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            training = [r for r in _children(uri) if "val/ce" in r.data.metrics]
+            if len(training) == 2:
+                break
+            time.sleep(0.5)
+        assert len(training) == 2, f"the two jobs did not start training: {_state(proc)}"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    parent, children = sweep_runs(uri, "ce-harness")
+    assert parent.info.status == "FAILED"
+    assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
