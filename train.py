@@ -1,4 +1,6 @@
 """Train one experiment composed by Hydra from conf/: python train.py loss=weighted seed=1"""
+import warnings
+
 import hydra
 from omegaconf import DictConfig
 
@@ -12,5 +14,9 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     from trainer.shutdown import run_then_exit
+
+    # conf/hydra/launcher/ presets take the plugins' own names (hydra/launcher=joblib); Hydra 1.3 still merges
+    # them onto the plugins' schemas of those names, and warns on every command that it is deprecated
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
     run_then_exit(main)  # the same exit codes, without the 2 s Python spends tearing torch and mlflow down

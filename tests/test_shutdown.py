@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, train_cli
 
 SCRIPT = """
 import atexit, sys, threading, time
@@ -25,7 +25,10 @@ run_then_exit(main)
 
 
 @pytest.mark.parametrize("ending, code", [("return 1.5", 0), ("sys.exit(3)", 3), ("sys.exit()", 0),
-                                          ("sys.exit('error: bad value')", 1)])
+                                          ("sys.exit('error: bad value')", 1),
+                                          # SIGTERM outside training unwinds like Ctrl-C: atexit handlers still run
+                                          ("import os, signal; os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)",
+                                           143)])
 def test_the_fast_exit_keeps_code_output_atexit_handlers_and_threads(tmp_path, ending, code):
     marker, thread_file = tmp_path / "atexit.txt", tmp_path / "thread.txt"
     script = textwrap.dedent(SCRIPT).format(root=str(ROOT), marker=str(marker), thread_file=str(thread_file),
@@ -37,6 +40,8 @@ def test_the_fast_exit_keeps_code_output_atexit_handlers_and_threads(tmp_path, e
     assert thread_file.read_text() == "thread done"
     if code == 1:
         assert "error: bad value" in proc.stderr
+    if code == 143:
+        assert "interrupted by SIGTERM" in proc.stderr
 
 
 def test_an_uncaught_exception_still_prints_its_traceback(tmp_path):
@@ -44,3 +49,17 @@ def test_an_uncaught_exception_still_prints_its_traceback(tmp_path):
               "def main():\n    raise RuntimeError('boom')\nrun_then_exit(main)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "RuntimeError: boom" in proc.stderr and "Traceback" in proc.stderr
+
+
+def test_a_resume_refused_for_a_config_difference_exits(tmp_path, run_cfg, store):
+    # it used to print its error and then wait forever on MLflow's artifact-download threads
+    from mlflow.tracking import MlflowClient
+
+    from trainer.run import run
+
+    result = run(run_cfg("trainer.epochs=1", "trainer.threads=1"))
+    MlflowClient(store).set_terminated(result.run_id, "KILLED")  # as an interrupted run ends
+    proc = train_cli("model=cnn", "trainer.epochs=1", "trainer.threads=1", f"trainer.resume={result.run_id}",
+                     f"tracking.uri={store}", cwd=tmp_path, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "the config differs from the run's (model._target_" in proc.stderr

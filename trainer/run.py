@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainer import data, imbalance, noise, resampling, search, ssl
 from trainer.config import UserError, validate
 from trainer.interrupt import Interrupted
-from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, parent_run_id, resolve_uri,
+from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, resolve_uri,
                               setup_experiment, ui_command)
 
 if TYPE_CHECKING:
@@ -88,16 +88,14 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def _hydra_job() -> tuple[str | None, Path | None, str | None]:
-    """(overrides as a run name, the job's output folder, the sweep's parent run id) when run by Hydra."""
+def _hydra_job() -> tuple[str | None, Path | None]:
+    """(overrides as a run name, the job's output folder) when run by Hydra."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
-        return None, None, None
+        return None, None
     hc = HydraConfig.get()
-    parent = parent_run_id(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
-    return hc.job.override_dirname or None, Path(hc.runtime.output_dir), parent
+    return hc.job.override_dirname or None, Path(hc.runtime.output_dir)
 
 
 def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
@@ -110,7 +108,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     validate(cfg)
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
-    overrides, output_dir, parent = _hydra_job()
+    overrides, output_dir = _hydra_job()
+    parent = OmegaConf.select(cfg, "tracking.parent_run_id")  # set by trainer.tracking.SweepCallback in a sweep
     run_name = mask_overrides(cfg.tracking.run_name or overrides or "defaults")
     device = pick_device(cfg.trainer.device)
 
@@ -334,7 +333,23 @@ def _resume_overrides() -> str:
 
     if not HydraConfig.initialized():
         return ""
-    return " ".join(o for o in HydraConfig.get().overrides.task if not o.startswith("trainer.resume="))
+    kept: dict[str, str] = {}  # the last override of each key: a sweep's job has tracking.uri twice
+    for o in HydraConfig.get().overrides.task:
+        key = o.split("=", 1)[0]
+        if key not in ("trainer.resume", "tracking.parent_run_id"):
+            kept.pop(key, None)
+            kept[key] = o
+    return " ".join(kept.values())
+
+
+def _in_launcher_worker() -> bool:
+    """True when this job runs in a launcher's worker process (joblib, submitit, ray), not in the sweep's own."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    return not str(HydraConfig.get().launcher._target_).endswith(".BasicLauncher")
 
 
 def main(cfg: DictConfig) -> RunResult:
@@ -357,6 +372,8 @@ def main(cfg: DictConfig) -> RunResult:
         else:
             how = f"; continue it with:\n  {command}" if run_id else ""
         print(f"{e}. The run ended KILLED{how}", file=sys.stderr, flush=True)
+        if _in_launcher_worker():  # submitit and joblib learn of a failed job from an exception, not an exit
+            raise RuntimeError(f"job {e}") from None
         sys.exit(e.exit_code)
     except UserError as e:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:

@@ -4,13 +4,24 @@ Python's own shutdown frees every module object it loaded. With torch, torch._dy
 matplotlib in memory that took 2 to 2.5 s on a 2-core machine: a quarter of a default run's wall time, spent
 after its summary was printed. By the time main() returns, everything a run keeps is on disk (the MLflow run
 ended, the writer thread joined, the checkpoint renamed into place); what is left is done here in Python's
-own order: wait for non-daemon threads, run the atexit handlers (logging's flush, MLflow's own), flush the
-standard streams, then exit with the code Python would have used.
+own order (Py_FinalizeEx): threading's shutdown (the hooks that stop executor threads, then the join of every
+non-daemon thread), the atexit handlers (logging's flush, MLflow's own), a flush of the standard streams, then
+exit with the code Python would have used.
+
+The threading step must be Python's own: joining the non-daemon threads before their shutdown hooks ran waits
+forever on an idle executor thread (joblib's loky manager after a sweep, MLflow's artifact-upload pool after a
+run refused before training), since only the hook tells those threads to stop.
+
+SIGTERM is turned into trainer.interrupt.Interrupted (a KeyboardInterrupt, as SIGINT already is) for the whole
+process, not only during training: a signal between the jobs of a sweep, while loading data or importing
+modules then unwinds through the MLflow runs' context managers (ended KILLED) and the sweep's atexit handler
+(parent ended FAILED), instead of killing the process with its runs RUNNING.
 """
 from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 from typing import Callable
@@ -29,16 +40,24 @@ def exit_code(e: SystemExit) -> int:
 def run_then_exit(main: Callable[[], object]) -> None:
     """Call main(); on its return or sys.exit, finish the process without the module teardown.
 
-    Any other exception propagates as usual, so Python prints its traceback and exits the ordinary way.
+    SIGINT and SIGTERM end it with the shell's code 128 + the signal number and one line on stderr. Any other
+    exception propagates as usual, so Python prints its traceback and exits the ordinary way.
     """
+    from trainer.interrupt import Interrupted
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         main()
         code = 0
     except SystemExit as e:
         code = exit_code(e)
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    except KeyboardInterrupt as e:
+        print(str(e) or "interrupted by SIGINT", file=sys.stderr)
+        code = getattr(e, "exit_code", 128 + signal.SIGINT)
+    threading._shutdown()  # the step Python runs first at exit; private, stable since 3.4, still so in 3.13
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

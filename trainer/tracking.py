@@ -2,6 +2,11 @@
 
 mlflow is imported inside the functions: Hydra instantiates SweepCallback for every command, and the
 import costs about two seconds.
+
+MLflow's telemetry thread deletes `_MLFLOW_TELEMETRY_SESSION_ID` from os.environ while the epoch writer's
+`log_batch` reads the environment (one submitit job in four failed so, mlflow 3.17): it is turned off before
+mlflow is imported, unless the user chose otherwise. This module is imported before mlflow in the launching
+process and in every job, wherever the launcher runs it.
 """
 from __future__ import annotations
 
@@ -18,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from trainer.config import UserError
 from trainer.search import Pruned
 
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 log = logging.getLogger(__name__)
 
-PARENT_RUN_FILE = "mlflow_parent_run_id"
 GROUPS = ("dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim", "ssl",
           "remedy")  # remedy: only in the study presets (conf/experiment/), which choose one remedy per run
 MAX_PARAM_CHARS = 6000
@@ -73,33 +78,73 @@ def _probe_http(uri: str) -> None:
                         "or unset both to log to ./mlflow.db.") from e
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI, else None."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def setup_experiment(uri: str, name: str) -> str:
-    """Point MLflow at uri, create the experiment if needed and return its id; UserError if the store fails."""
+    """Point MLflow at uri, create the store and the experiment if needed and return its id; UserError if the
+    store fails.
+
+    A fresh sqlite database is created under a lock file beside it (<db>.lock, the filelock package): MLflow's
+    schema migrations crash when several processes create the same file at once, and may leave it broken.
+    """
     import mlflow
+    from filelock import FileLock
 
     if uri.startswith(("http://", "https://")):
         _probe_http(uri)
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).parent
-        if not folder.is_dir():
-            raise UserError(f"tracking.uri={uri}: the folder {folder} does not exist. Create it or fix tracking.uri.")
+    db = sqlite_path(uri)
+    if db is not None and not db.parent.is_dir():
+        raise UserError(f"tracking.uri={uri}: the folder {db.parent} does not exist. Create it or fix tracking.uri.")
     mlflow.set_tracking_uri(uri)
     try:
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            return mlflow.create_experiment(name, tags={KIND_TAG: TRAINING_KIND})
-        if KIND_TAG not in experiment.tags:  # made before the harness set it, or by hand: a kind a user chose stays
-            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, KIND_TAG, TRAINING_KIND)
-        return experiment.experiment_id
+        if db is None:
+            return _experiment_id(name)
+        with FileLock(f"{db}.lock"):  # held while MLflow creates or upgrades the schema and the experiment
+            return _experiment_id(name)
     except mlflow.exceptions.MlflowException as e:
-        if "already exists" in str(e):  # another job created it between our two calls
-            return mlflow.get_experiment_by_name(name).experiment_id
         hint = (" The server asks for a login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD."
                 if "401" in str(e) else "")
         raise UserError(f"tracking.uri={uri}: MLflow could not open experiment {name!r}: {e}{hint}") from e
-    except Exception as e:  # database drivers raise their own errors for an unreachable server
+    except Exception as e:  # database drivers raise their own errors
+        if db is not None:
+            raise UserError(f"tracking.uri={uri}: the MLflow database {db} could not be opened or upgraded "
+                            f"({type(e).__name__}: {e}). If it came from a newer MLflow, use that version; if it "
+                            "is damaged, move it aside (a new one is created) or log elsewhere with "
+                            "tracking.uri.") from e
         raise UserError(f"tracking.uri={uri} could not be used ({type(e).__name__}: {e}). Check that the "
                         "server is up and the URI is right, or unset it to log to ./mlflow.db.") from e
+
+
+def _experiment_id(name: str) -> str:
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        if KIND_TAG not in experiment.tags:  # made before the harness set it, or by hand: a kind a user chose stays
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, KIND_TAG, TRAINING_KIND)
+        return experiment.experiment_id
+    try:
+        return mlflow.create_experiment(name, tags={KIND_TAG: TRAINING_KIND})
+    except mlflow.exceptions.MlflowException as e:
+        if "already exists" not in str(e):
+            raise
+        return mlflow.get_experiment_by_name(name).experiment_id  # another process created it meanwhile
+
+
+def drop_inherited_run_id() -> None:
+    """Remove MLFLOW_RUN_ID from the environment, with a warning.
+
+    mlflow.start_run continues the run that variable names: one left in a shell (or set by `mlflow run`) would
+    put a new run's params and metrics into an old run, outside its sweep. Every run here is new or resumed
+    through trainer.resume.
+    """
+    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    if run_id:
+        log.warning("MLFLOW_RUN_ID=%s is set in the environment: ignored, a new run is started (continue an "
+                    "interrupted run with trainer.resume=<id>)", run_id)
 
 
 def is_secret(key: str) -> bool:
@@ -180,6 +225,7 @@ def mlflow_run(experiment_id: str, run_name: str, tags: dict[str, str],
     """
     import mlflow
 
+    drop_inherited_run_id()
     new = run_id is None
     with mlflow.start_run(run_id=run_id, experiment_id=experiment_id if new else None,
                           run_name=run_name if new else None, tags=tags,
@@ -199,35 +245,53 @@ def mlflow_run(experiment_id: str, run_name: str, tags: dict[str, str],
             raise  # start_run's context manager ends the run FAILED
 
 
-def parent_run_id(sweep_dir: str | Path) -> str | None:
-    """The sweep's parent run id written by SweepCallback, if this job belongs to such a sweep."""
-    path = Path(sweep_dir) / PARENT_RUN_FILE
-    return path.read_text().strip() if path.exists() else None
+def override(key: str, value: str) -> str:
+    """A Hydra command-line override that sets key to the string value as it is (quoted: URIs hold ':', '/', '@')."""
+    return f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
+
+
+def handed_over(config: DictConfig, key: str) -> str | None:
+    """The value SweepCallback handed to the jobs for key (tracking.uri, tracking.parent_run_id), read back from
+    the sweep config's hydra overrides by a sweeper that runs after the callback; None before it or outside one."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    found = [o for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.hydra))
+             if o.key_or_group == key]
+    return str(found[-1].value()) if found else None
 
 
 class SweepCallback(Callback):
-    """Creates the store, the experiment and a parent run once, before the jobs of a multirun start.
+    """Creates the store, the experiment and a parent run once, before the jobs of a multirun start, and hands
+    the store's URI and the parent's id to every job through the job's own config.
 
-    Several processes creating a fresh sqlite database at once crash in its migrations; creating it here,
-    in the launching process, avoids the race. Jobs find the parent run id in the sweep folder.
+    The hand-over: each launcher (basic, joblib, submitit, ray) builds a job's config with
+    `config_loader.load_sweep_config(sweep_config, job_overrides)`, which composes the config again from
+    `sweep_config.hydra.overrides.hydra` + the job's overrides. Appending `tracking.uri=...` and
+    `tracking.parent_run_id=...` to that list here (the same object the launcher receives afterwards) puts
+    them into every job's config, wherever the job runs: nothing is read from the job's environment or from a
+    file. Creating the sqlite store here, once, also keeps the jobs from racing to create it.
+
+    Every run the sweep owns ends: on_multirun_end ends the parent FINISHED (FAILED if a child did not finish);
+    when the sweep stops early (a job failed, a signal), an atexit handler ends the parent FAILED and any child
+    still RUNNING (a worker killed before it could record its end) KILLED.
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow.tracking import MlflowClient
 
+        drop_inherited_run_id()
         uri = resolve_uri(config.tracking.uri)
         experiment_id = setup_experiment(uri, config.tracking.experiment)
         overrides = mask_overrides(" ".join(config.hydra.overrides.task))
-        client = MlflowClient(uri)
-        run = client.create_run(experiment_id, run_name=f"sweep {overrides}".strip(),
-                                tags={"sweep": "parent", "sweep.overrides": overrides})
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
+        run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep {overrides}".strip(),
+                                           tags={"sweep": "parent", "sweep.overrides": overrides})
         self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id
-        # Hydra skips on_multirun_end when a job fails: the parent must not stay RUNNING then either.
+        # Hydra skips on_multirun_end when a job fails or a signal stops the sweep: the runs must not stay RUNNING.
         atexit.register(self._end, "FAILED")
-        log.info("sweep parent run %s in experiment %r", run.info.run_id, config.tracking.experiment)
+        with read_write(config.hydra.overrides):
+            config.hydra.overrides.hydra.extend([override("tracking.uri", uri),
+                                                 override("tracking.parent_run_id", run.info.run_id)])
+        log.info("sweep parent run %s in experiment %r (store %s)", run.info.run_id, config.tracking.experiment, uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from trainer.compare import sweep_hint
@@ -239,10 +303,15 @@ class SweepCallback(Callback):
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(self._uri)
-        if client.get_run(self._run_id).info.status != "RUNNING":
+        parent = client.get_run(self._run_id)
+        if parent.info.status != "RUNNING":
             return
-        children = client.search_runs([client.get_run(self._run_id).info.experiment_id],
+        children = client.search_runs([parent.info.experiment_id],
                                       filter_string=f"tags.mlflow.parentRunId = '{self._run_id}'")
+        for child in children:
+            if child.info.status == "RUNNING":  # its process was killed before it could end the run
+                client.set_tag(child.info.run_id, "error", "the sweep stopped while this run was running")
+                client.set_terminated(child.info.run_id, "KILLED")
         failed = [c.info.run_name for c in children if c.info.status != "FINISHED"]
         if failed or status != "FINISHED":
             client.set_tag(self._run_id, "error", f"runs not finished: {', '.join(failed) or 'sweep stopped'}")

@@ -57,7 +57,7 @@ class CeOptunaSweeper(Sweeper):
         from trainer import search
         from trainer import search_report as report
         from trainer.search_space import as_override, parse
-        from trainer.tracking import parent_run_id, resolve_uri
+        from trainer.tracking import handed_over, resolve_uri
 
         assert self.config is not None
         space = parse(self.params, arguments)
@@ -66,7 +66,8 @@ class CeOptunaSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        parent = report.Parent(resolve_uri(self.config.tracking.uri), parent_run_id(sweep_dir))
+        parent = report.Parent(handed_over(self.config, "tracking.uri") or resolve_uri(self.config.tracking.uri),
+                               handed_over(self.config, "tracking.parent_run_id"))
         parent.start(study, self.storage, self.metric)
         if self.storage is None:
             search.LIVE[study.study_name] = study  # jobs in this process reach the in-memory study here
