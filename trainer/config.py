@@ -33,7 +33,7 @@ class UnknownKey(UserError):
         self.key = key
         value = str(value).lower() if isinstance(value, bool) else value
         fix = (f"did you mean {near[0]}? Write {near[0]}={value} (without '+')" if near
-               else "remove it; README's Configuration section lists the settings")
+               else "remove it; README's \"What you can choose\" section lists the settings")
         super().__init__(f"+{key}={value}: {key} is not a setting of the harness (nothing reads it); {fix}.")
 
 
