@@ -1,6 +1,7 @@
 """One experiment end to end: validate, prepare the data, train, evaluate, record everything in MLflow."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import data, imbalance, noise, resampling, ssl
+from trainer import data, datacache, imbalance, noise, progress, resampling, ssl
 from trainer.config import UserError, validate
 from trainer.interrupt import Interrupted
 from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, parent_run_id, resolve_uri,
@@ -53,7 +54,8 @@ class RunResult:
 def prepare(cfg: DictConfig) -> Prepared:
     """Load and split the dataset; imbalance, noise, withheld labels (ssl) and resampling on the train split only."""
     seed = int(cfg.seed)
-    ds = data.load(cfg.dataset, cfg.split, seed)
+    with progress.step(f"data: loading dataset={cfg.dataset.name}"):
+        ds = data.load(cfg.dataset, cfg.split, seed)
     n = ds.num_classes
     counts = {"train_source": ds.train.counts(n)}
     train = imbalance.apply(ds.train, cfg.imbalance, n, seed)
@@ -66,7 +68,9 @@ def prepare(cfg: DictConfig) -> Prepared:
     train, unlabeled = ssl.withhold_labels(train, cfg.ssl, n, seed)
     if unlabeled is not None:
         counts["train_labeled"] = train.counts(n)
-    res = resampling.apply(train, cfg.resampling, ds.classes, seed)
+    with (progress.step(f"data: resampling={cfg.resampling.name} of {len(train.y):,} train samples")
+          if cfg.resampling.name != "none" else contextlib.nullcontext()):
+        res = resampling.apply(train, cfg.resampling, ds.classes, seed)
     # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
     counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
                                  else res.train.counts(n))
@@ -88,16 +92,18 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def _hydra_job() -> tuple[str | None, Path | None, str | None]:
-    """(overrides as a run name, the job's output folder, the sweep's parent run id) when run by Hydra."""
+def _hydra_job() -> tuple[str | None, Path | None, str | None, bool]:
+    """(overrides as a run name, the job's output folder, the sweep's parent run id, whether it is a multirun's
+    job) when run by Hydra."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not HydraConfig.initialized():
-        return None, None, None
+        return None, None, None, False
     hc = HydraConfig.get()
-    parent = parent_run_id(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
-    return hc.job.override_dirname or None, Path(hc.runtime.output_dir), parent
+    multirun = hc.mode == RunMode.MULTIRUN
+    parent = parent_run_id(hc.sweep.dir) if multirun else None
+    return hc.job.override_dirname or None, Path(hc.runtime.output_dir), parent, multirun
 
 
 def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
@@ -110,16 +116,18 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     validate(cfg)
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
-    overrides, output_dir, parent = _hydra_job()
+    overrides, output_dir, parent, multirun = _hydra_job()
     run_name = mask_overrides(cfg.tracking.run_name or overrides or "defaults")
     device = pick_device(cfg.trainer.device)
 
     import mlflow
     import torch
+    from mlflow.entities import Param, RunTag
+    from mlflow.tracking import MlflowClient
 
     from trainer.accel import accelerate
     from trainer.inputs import with_inputs
-    from trainer import checkpoint, determinism, provenance, resume
+    from trainer import checkpoint, determinism, provenance, resume, threads
     from trainer.interrupt import stop_request
     from trainer.losses import build_loss, loss_weights
     from trainer.loop import FitConfig, Tensors, evaluate, predict
@@ -131,43 +139,54 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     resume_id = cfg.trainer.get("resume")
     resumed = resume.find(uri, resume_id, cfg, git.commit, _output_dir(output_dir, resume_id)) if resume_id else None
     deterministic = determinism.wanted(cfg.trainer.get("deterministic", "auto"), device)
-    threads = determinism.configure(int(cfg.seed), deterministic, cfg.trainer.get("threads") or (
-        resumed.threads if resumed else None), device)
+    pinned_threads = cfg.trainer.get("threads") or (resumed.threads if resumed else None)
+    determinism.configure(int(cfg.seed), deterministic, pinned_threads, device)
     # --- end ---
 
     tags = group_tags(cfg) | {"device": str(device)} | (tags or {})
     if parent:
         tags["sweep_id"] = parent
+    client = MlflowClient()  # one log_batch for the params and tags known at start, one for those known later
     with mlflow_run(experiment_id, run_name, tags, parent, run_id=resume_id) as active, stop_request() as stop:
         run_id = active.info.run_id
         ckpt = _output_dir(output_dir, run_id) / checkpoint.FILENAME
+        first = {resume.TAG: str(ckpt)}
         if resumed is None:
-            mlflow.log_params(flatten(cfg) | {"torch.threads": threads})
+            # torch.threads is chosen once the model is built (trainer.threads)
+            first |= {k: v for k, v in provenance.tags(git, device, 0, int(cfg.seed), deterministic).items()
+                      if k != "torch.threads"}
             log_config(cfg, output_dir / ".hydra" if output_dir is not None else None)
-            mlflow.set_tags(provenance.tags(git, device, threads, int(cfg.seed), deterministic))
             if git.dirty:
                 mlflow.log_text(git.diff, provenance.DIFF_ARTIFACT)
-        mlflow.set_tag(resume.TAG, str(ckpt))
+        client.log_batch(run_id, params=[Param(k, v) for k, v in (flatten(cfg) if resumed is None else {}).items()],
+                         tags=[RunTag(k, v) for k, v in first.items()])
 
-        prep = prepare(cfg)
+        prep, reused = datacache.cached(cfg, prepare) if multirun else (prepare(cfg), False)
+        if reused:
+            log.info("data: prepared by an earlier job of this process, reused")
         ds = prep.dataset
         fingerprint = provenance.data_fingerprint(ds)
         if resumed is not None:
             resume.check_data(resumed, fingerprint)
-        mlflow.set_tag("data.fingerprint", fingerprint)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
-        if prep.params:
-            mlflow.log_params(prep.params)
 
         torch.manual_seed(int(cfg.seed))
         model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout)
         model = with_inputs(model, ds, cfg.dataset).to(device)  # images: normalised (and augmented) on the device
+        cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device,
+                             threads.hydra_launcher())
+        torch.set_num_threads(cpu.threads)
+        log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
+                 "" if cpu.macs_per_step is None else f", {cpu.macs_per_step / 1e6:.1f} M multiply-adds per step")
         model = accelerate(model, cfg.trainer, device)  # bf16, channels-last, torch.compile when asked
         loss_fn = build_loss(cfg.loss, prep.class_counts["train_resampled"]).to(device)
         weights = loss_weights(loss_fn)
         if weights:
             mlflow.log_dict(weights, "loss_weights.json")
-            mlflow.log_params({f"loss.used.{k}": str([round(w, 6) for w in v]) for k, v in weights.items()})
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in (
+            prep.params | {"torch.threads": cpu.threads}
+            | {f"loss.used.{k}": str([round(w, 6) for w in v]) for k, v in (weights or {}).items()}).items()],
+            tags=[RunTag("data.fingerprint", fingerprint), RunTag("torch.threads", str(cpu.threads))])
         optimizer = build_optimizer(cfg.optim, model)
 
         def tensors(split: data.Split) -> Tensors:
@@ -207,16 +226,19 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             mlflow.log_metrics(posthoc_metrics(test_logits, test.y, loss_fn, counts, ds.classes, tau),
                                step=result.epochs_run)
 
-        # --- figures (trainer/figures.py) ---
-        from trainer import figures
+        # --- figures (trainer/figures.py), in a background process when a sweep leaves a core idle ---
+        from trainer import figure_worker, figures
         from trainer.losses import predictive_logits
 
-        figures_start = time.perf_counter()
         probs = torch.softmax(predictive_logits(loss_fn, test_logits).float(), dim=-1).cpu().numpy()
-        figures.log_figures(figures.make_figures(figures.FigureInputs(
-            probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history, result.best_epoch,
-            figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), _output_dir(output_dir, run_id))
-        mlflow.log_metric("time/figures_s", time.perf_counter() - figures_start, step=result.epochs_run)
+        figure_args = (figures.FigureInputs(probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history,
+                                            result.best_epoch, figures.subtitle(cfg.loss.name, cfg.resampling.name,
+                                                                                run_name)),
+                       _output_dir(output_dir, run_id), run_id, uri, result.epochs_run)
+        if figure_worker.wanted(multirun, cpu.threads, cpu.share):
+            figure_worker.submit(*figure_args)
+        else:
+            figures.draw_and_log(*figure_args)
         # --- end figures ---
         if resumed is not None and "error" in resumed.tags:
             mlflow.delete_tag("error")  # the interruption it recorded is over: the run finished
