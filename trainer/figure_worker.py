@@ -56,8 +56,8 @@ def _serve(tasks: Any, results: Any) -> None:
             results.put((args[2], f"{type(e).__name__}: {e}"))
 
 
-def submit(inp: FigureInputs, output_dir: Path | None, run_id: str, uri: str, step: int) -> None:
-    """Hand a finished run's figures to the background process (started on first use)."""
+def start() -> None:
+    """Start the background process now (if not running), so that its imports overlap the first run's training."""
     global _worker
     if _worker is None:
         # A plain process and queues, not a ProcessPoolExecutor: its manager thread is not a daemon, and a
@@ -68,6 +68,12 @@ def submit(inp: FigureInputs, output_dir: Path | None, run_id: str, uri: str, st
         process.start()
         _worker = _Worker(process, tasks, results)
         atexit.register(drain)  # runs before multiprocessing's own handler, which would stop it
+
+
+def submit(inp: FigureInputs, output_dir: Path | None, run_id: str, uri: str, step: int) -> None:
+    """Hand a finished run's figures to the background process (started on first use)."""
+    start()
+    assert _worker is not None
     _worker.tasks.put((inp, output_dir, run_id, uri, step))
     _worker.pending += 1
 

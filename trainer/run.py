@@ -127,7 +127,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
 
     from trainer.accel import accelerate
     from trainer.inputs import with_inputs
-    from trainer import checkpoint, determinism, provenance, resume, threads
+    from trainer import checkpoint, determinism, figure_worker, provenance, resume, threads
     from trainer.interrupt import stop_request
     from trainer.losses import build_loss, loss_weights
     from trainer.loop import FitConfig, Tensors, evaluate, predict
@@ -176,6 +176,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device,
                              threads.hydra_launcher())
         torch.set_num_threads(cpu.threads)
+        if figure_worker.wanted(multirun, cpu.threads, cpu.share):
+            figure_worker.start()  # its imports overlap this run's training
         log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
                  "" if cpu.macs_per_step is None else f", {cpu.macs_per_step / 1e6:.1f} M multiply-adds per step")
         model = accelerate(model, cfg.trainer, device)  # bf16, channels-last, torch.compile when asked
@@ -227,7 +229,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
                                step=result.epochs_run)
 
         # --- figures (trainer/figures.py), in a background process when a sweep leaves a core idle ---
-        from trainer import figure_worker, figures
+        from trainer import figures
         from trainer.losses import predictive_logits
 
         probs = torch.softmax(predictive_logits(loss_fn, test_logits).float(), dim=-1).cpu().numpy()
