@@ -258,6 +258,7 @@ def run_sweep(workdir: Path, name: str, overrides: list[str], runs: int, grace_s
     folder.mkdir(exist_ok=True)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    MlflowClient(uri).search_experiments()  # creates the store: a user's next sweep logs to an existing one
     start_ms, start = time.time() * 1000, time.perf_counter()
     log = (folder / "sweep.log").open("w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", *overrides, f"tracking.uri={uri}"],
