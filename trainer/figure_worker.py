@@ -1,11 +1,11 @@
 """The figures of a sweep's runs, drawn in one background process while the next run of the sweep trains.
 
 Drawing a run's four figures costs about as much CPU as training it for the loss zoo (0.5 to 1.5 s here).
-When the jobs of a multirun run one after another in this process (Hydra's basic launcher) and a run leaves a
-core of its share idle (one torch thread for a small model on 2 cores), that core draws them: a spawned
+When the jobs of a multirun run one after another in this process (Hydra's basic launcher) and a run leaves
+cores of its share idle (one torch thread for a small model on a workstation), one of them draws them: a spawned
 process (fork would copy torch's thread pools and open database connections), started at the first run,
 lowered in priority so that it yields to training, and waited for before the process exits. Elsewhere
-(single runs, joblib's worker processes, whose cores are all busy) figures are drawn in-process, as before.
+(single runs, joblib's worker processes, 2-core machines, where it measured slower) figures are drawn in-process.
 The content is the same either way: trainer.figures.draw_and_log draws and logs them.
 """
 from __future__ import annotations
@@ -35,11 +35,17 @@ class _Worker:
 
 
 _worker: _Worker | None = None
+# The process costs about 5 s of imports (torch, mlflow, matplotlib); drawing a run's figures in the run costs
+# 0.35 to 0.7 s. On 2 cores (1 torch thread, other work on the machine) the loss zoo's 12 runs took 20.3 and
+# 24.9 s with the figures in the background from the first run, 17.6 and 18.0 s with them drawn in the runs,
+# and its 36 runs 41.8 s (background from the 13th run) against 43.0 s: the second core is not idle enough.
+IDLE_CORES = 2
 
 
 def wanted(multirun: bool, threads: int, share: int) -> bool:
-    """Draw in the background: jobs of a multirun in this main process, with a core of the share left idle."""
-    return multirun and multiprocessing.parent_process() is None and threads < share
+    """Whether a run's figures go to the background process: a job of a multirun in this main process whose
+    share leaves IDLE_CORES cores beside its torch threads (one for the process, one for everything else)."""
+    return multirun and multiprocessing.parent_process() is None and share - threads >= IDLE_CORES
 
 
 def _serve(tasks: Any, results: Any) -> None:

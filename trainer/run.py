@@ -176,7 +176,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device,
                              threads.hydra_launcher())
         torch.set_num_threads(cpu.threads)
-        if figure_worker.wanted(multirun, cpu.threads, cpu.share):
+        background_figures = figure_worker.wanted(multirun, cpu.threads, cpu.share)
+        if background_figures:
             figure_worker.start()  # its imports overlap this run's training
         log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
                  "" if cpu.macs_per_step is None else f", {cpu.macs_per_step / 1e6:.1f} M multiply-adds per step")
@@ -228,7 +229,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             mlflow.log_metrics(posthoc_metrics(test_logits, test.y, loss_fn, counts, ds.classes, tau),
                                step=result.epochs_run)
 
-        # --- figures (trainer/figures.py), in a background process when a sweep leaves a core idle ---
+        # --- figures (trainer/figures.py), in a background process when a sweep leaves cores idle ---
         from trainer import figures
         from trainer.losses import predictive_logits
 
@@ -237,7 +238,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
                                             result.best_epoch, figures.subtitle(cfg.loss.name, cfg.resampling.name,
                                                                                 run_name)),
                        _output_dir(output_dir, run_id), run_id, uri, result.epochs_run)
-        if figure_worker.wanted(multirun, cpu.threads, cpu.share):
+        if background_figures:
             figure_worker.submit(*figure_args)
         else:
             figures.draw_and_log(*figure_args)
