@@ -11,12 +11,13 @@ from conftest import ROOT
 def test_the_benchmark_runs_every_cpu_case_and_writes_its_figures(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--scale", "0.005", "--epochs", "2",
-                           "--repeats", "1", "--sweep-runs", "2", "--cold-runs", "1", "--memory-rows", "20000", "--json", str(out)],
+                           "--repeats", "1", "--cases", "overhead,compute,digits,cold,memory", "--cold-runs", "1",
+                           "--memory-rows", "20000", "--json", str(out)],
                           capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(out.read_text())
     cases = {r["case"] for r in figures["rows"]}
-    assert cases == {"overhead", "compute", "digits", "sweep", "cold start", "memory"}
+    assert cases == {"overhead", "compute", "digits", "cold start", "memory"}
     for row in figures["rows"]:
         assert row["harness"] is not None and (row["harness"] > 0 or row["case"] == "memory"), row
         if row["unit"] == "s/epoch":
@@ -37,3 +38,31 @@ def test_the_benchmark_refuses_cuda_without_a_gpu_and_unknown_cases():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--cases", "warp"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "warp" in proc.stderr
+
+
+def _bench(tmp_path, *args: str) -> dict:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), *args, "--json", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # the sweeps ran in a temporary folder
+    return json.loads(out.read_text())
+
+
+def test_the_sweep_case_times_a_sequential_and_a_joblib_sweep_against_training_and_bare_loops(tmp_path):
+    rows = _bench(tmp_path, "--cases", "sweep", "--sweep-runs", "2", "--sweep-epochs", "2")["rows"]
+    assert [r["case"] for r in rows] == ["sweep"] * 3
+    sequential, outside, joblib = rows
+    assert "2 runs, sequential" in sequential["what"] and sequential["harness"] > sequential["bare"] > 0
+    assert sequential["ratio"] == sequential["harness"] / sequential["bare"]
+    assert 0 < outside["harness"] < sequential["harness"] / 2 and outside["extra"]["to_first_run_s"] > 0
+    assert "joblib 2 workers" in joblib["what"] and joblib["harness"] > 0 and joblib["bare"] > 0
+    assert joblib["extra"]["summed_train_s"] > 0
+
+
+def test_the_contention_case_times_a_run_quiet_and_beside_a_busy_process(tmp_path):
+    rows = _bench(tmp_path, "--cases", "contention", "--sweep-epochs", "2", "--contention-repeats", "1")["rows"]
+    assert [r["case"] for r in rows] == ["contention"] * 2
+    assert "1 thread(s) (chosen)" in rows[0]["what"] and "(torch default)" in rows[1]["what"]
+    for row in rows:
+        assert row["harness"] > 0 and row["bare"] > 0 and row["ratio"] == row["harness"] / row["bare"]

@@ -222,26 +222,171 @@ def _compose(overrides: list[str]):
         return compose("config", overrides=overrides)
 
 
-def case_sweep(device: str, runs: int, workdir: Path) -> list[Row]:
-    """Case 4: an in-process sweep of `runs` default runs (4 losses x seeds): wall time, and outside training."""
+ZOO = ("plain", "weighted", "label_smoothed", "focal", "class_balanced", "logit_adjusted", "balanced_softmax", "ldam",
+       "poly", "gce", "sce", "naive")
+
+
+@dataclass
+class SweepTimes:
+    """One `python train.py -m ...` in a subprocess: its wall time and what its runs logged."""
+
+    wall: float  # seconds from the start of the process to its exit (or to the end of its last run, if it hung)
+    to_first_run: float  # seconds from the start of the process to the start of its first run
+    train_s: list[float]  # each run's time/train_s
+    epochs: list[int]  # each run's epochs run (the step of its final metrics)
+    hung: bool = False  # the process did not exit within the timeout after its last run
+
+
+def _runs(uri: str) -> list:
+    """The child runs in the store (not the sweep's parent)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    return [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+            if r.data.tags.get("sweep") != "parent"]
+
+
+def run_sweep(workdir: Path, name: str, overrides: list[str], runs: int, grace_s: float | None = None,
+              timeout_s: float = 3600.0) -> SweepTimes:
+    """Run train.py as a multirun of `runs` jobs in a subprocess into its own store and read back the runs' times.
+
+    With grace_s, a process still alive grace_s after its last run finished is killed and timed to that run's
+    end: a joblib sweep may hang at exit in today's trainer/shutdown.py."""
+    from mlflow.tracking import MlflowClient
+
+    folder = workdir / name
+    folder.mkdir(exist_ok=True)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    MlflowClient(uri).search_experiments()  # creates the store: a user's next sweep logs to an existing one
+    start_ms, start = time.time() * 1000, time.perf_counter()
+    log = (folder / "sweep.log").open("w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", *overrides, f"tracking.uri={uri}"],
+                            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    all_done, hung = None, False
+    try:
+        while proc.poll() is None and time.perf_counter() - start < timeout_s:
+            time.sleep(0.5)
+            if grace_s is not None and all_done is None and (folder / "mlflow.db").exists():
+                try:
+                    done = sum(r.info.status == "FINISHED" for r in _runs(uri))
+                except Exception:  # noqa: BLE001 - the store is being created: ask again later
+                    done = 0
+                all_done = time.perf_counter() if done >= runs else None
+            if all_done is not None and time.perf_counter() - all_done > grace_s:
+                hung = True
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log.close()
+    wall = time.perf_counter() - start
+    found = _runs(uri)
+    if (proc.returncode and not hung) or len(found) != runs or any(r.info.status != "FINISHED" for r in found):
+        raise RuntimeError(f"sweep {name} failed ({proc.returncode}, {len(found)} of {runs} runs): "
+                           f"{(folder / 'sweep.log').read_text()[-3000:]}")
+    if hung:
+        wall = (max(r.info.end_time for r in found) - start_ms) / 1000
+    client = MlflowClient(uri)
+    return SweepTimes(wall, (min(r.info.start_time for r in found) - start_ms) / 1000,
+                      [r.data.metrics["time/train_s"] for r in found],
+                      [client.get_metric_history(r.info.run_id, "time/train_s")[-1].step for r in found], hung)
+
+
+# The researcher's own script: the same prepared data, one fresh model per run, the bare loop for as many epochs
+# as the harness's run took, one run after another, torch's default thread count. Prints its wall time.
+_BARE_SWEEP = r"""
+import sys, time
+start = time.time()
+sys.path.insert(0, %r)
+import torch
+from trainer.bench import _compose, _model, bare_epochs
+from trainer.run import prepare
+epochs = [int(e) for e in sys.argv[1].split(",")]
+overrides = sys.argv[2:]
+ds = prepare(_compose(overrides)).dataset
+t = lambda a: torch.as_tensor(a)
+x, y, xv, yv = t(ds.train.x), t(ds.train.y), t(ds.val.x), t(ds.val.y)
+for i, n in enumerate(epochs):
+    bare_epochs(_model("mlp", tuple(x.shape[1:]), len(ds.classes), seed=i), x, y, xv, yv, 32, n, seed=i)
+print(time.time() - start)
+""" % str(ROOT)
+
+
+def bare_sweep(epochs: list[int], overrides: list[str]) -> float:
+    """Wall seconds of the researcher's script doing len(epochs) runs of the bare loop one after another."""
+    proc = subprocess.run([sys.executable, "-c", _BARE_SWEEP, ",".join(map(str, epochs)), *overrides],
+                          capture_output=True, text=True, check=True)
+    return float(proc.stdout.split()[-1])
+
+
+def case_sweep(device: str, runs: int, workdir: Path, epochs: int | None = None) -> list[Row]:
+    """Case 4: the loss zoo (`experiment=loss_zoo`, seed 0: `runs` losses) as a sequential multirun and through
+    joblib on 2 workers, against the summed training time of its runs and the bare loops run one after another."""
+    losses = ",".join(ZOO[:runs])
+    base = ["experiment=loss_zoo", f"hydra.sweeper.params.loss='{losses}'", "hydra.sweeper.params.seed=0",
+            f"trainer.device={device}"] + ([f"trainer.epochs={epochs}"] if epochs else [])
+    seq = run_sweep(workdir, "sweep_sequential", base, runs)
+    par = run_sweep(workdir, "sweep_joblib", base + ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], runs,
+                    grace_s=30.0)
+    data = [o for o in base if not o.startswith(("experiment=", "hydra."))]
+    bare = bare_sweep(seq.epochs, data)
+    n, train = len(seq.train_s), sum(seq.train_s)
+    hung = " (hung at exit: timed to its last run)" if par.hung else ""
+    return [Row("sweep", f"loss zoo, {n} runs, sequential: wall / summed time/train_s", seq.wall, train,
+                unit="s in all", goal="<= 1.50"),
+            Row("sweep", f"outside training per run (figures included, from run 1)", (
+                seq.wall - seq.to_first_run - train) / n, None, unit="s/run", goal="<= 0.5 s",
+                extra={"to_first_run_s": seq.to_first_run}),
+            Row("sweep", f"{n} runs, joblib 2 workers vs {n} bare loops in a row{hung}", par.wall, bare,
+                unit="s in all", goal="< 1.00", extra={"summed_train_s": sum(par.train_s)})]
+
+
+# A process that keeps every core busy (torch's default thread count, large matrix products) until killed.
+_BUSY = "import torch\na = torch.randn(1500, 1500)\nwhile True:\n    a @ a"
+
+
+def case_contention(device: str, workdir: Path, repeats: int = 2, epochs: int | None = None) -> list[Row]:
+    """Case 7: the default digits run, quiet and beside a busy process (matrix products on every core), with the
+    harness's thread choice and with trainer.threads=<all cores> (torch's default): each one's median
+    time/train_s beside the busy process against its median quiet time, the runs interleaved."""
     import mlflow
 
     from trainer.run import run
 
-    uri = f"sqlite:///{workdir / 'sweep.db'}"
-    losses = ["plain", "weighted", "label_smoothed", "focal"]
-    jobs = [[f"loss={losses[i % 4]}", f"seed={i // 4}", f"tracking.uri={uri}", f"trainer.device={device}"]
-            for i in range(runs)]
-    with contextlib.redirect_stdout(io.StringIO()):  # each run prints its summary: not this table's business
-        run(_compose(jobs[0]))  # warm-up: imports, store creation
-        start, train_s = time.perf_counter(), 0.0
-        for job in jobs:
-            result = run(_compose(job))
-            train_s += mlflow.get_run(result.run_id).data.metrics["time/train_s"]
-        total = time.perf_counter() - start
-    return [Row("sweep", f"{runs} default runs in one process (4 losses x seeds)", total, None, unit="s in all"),
-            Row("sweep", "outside training, per run", (total - train_s) / runs, None, unit="s/run",
-                goal="<= 1.0 s")]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    uri = f"sqlite:///{workdir / 'contention.db'}"
+    settings = {"chosen": [], f"trainer.threads={cores}": [f"trainer.threads={cores}"]}
+    extra = [f"tracking.uri={uri}", f"trainer.device={device}"] + ([f"trainer.epochs={epochs}"] if epochs else [])
+    times: dict[tuple[str, bool], list[float]] = {}
+    threads: dict[str, str] = {}
+
+    def one(name: str, busy: bool) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = run(_compose(settings[name] + extra))
+        r = mlflow.get_run(result.run_id)
+        times.setdefault((name, busy), []).append(r.data.metrics["time/train_s"])
+        threads[name] = r.data.params["torch.threads"]
+
+    one("chosen", False)  # warm-up: imports, store creation
+    for _ in range(repeats):
+        for busy in (False, True):
+            hog = subprocess.Popen([sys.executable, "-c", _BUSY]) if busy else None
+            try:
+                if hog is not None:
+                    time.sleep(1.0)  # torch imported and spinning
+                for name in settings:
+                    one(name, busy)
+            finally:
+                if hog is not None:
+                    hog.kill()
+                    hog.wait()
+    return [Row("contention", f"digits run beside a busy process, {threads[name]} thread(s)"
+                              f"{' (chosen)' if name == 'chosen' else ' (torch default)'}: busy / quiet",
+                statistics.median(times[name, True]), statistics.median(times[name, False]), unit="s train",
+                goal="<= 2.00" if name == "chosen" else "")
+            for name in settings]
 
 
 def case_cold_start(device: str, workdir: Path, runs: int = 3) -> list[Row]:
@@ -345,7 +490,8 @@ print(json.dumps({"feature_mb": n * 64 * 4 / 2**20, "baseline_rss_mb": baseline,
 
 def table(rows: list[Row], device_name: str) -> str:
     """The rows as an aligned text table a user can read."""
-    head = (f"{'case':<11} {'what':<58} {'harness':>9} {'bare':>9} {'unit':<10} {'ratio':>6} {'fixed/run':>9}  "
+    w = max([58] + [len(r.what) for r in rows])
+    head = (f"{'case':<11} {'what':<{w}} {'harness':>9} {'bare':>9} {'unit':<10} {'ratio':>6} {'fixed/run':>9}  "
             f"goal")
     lines = [f"benchmark on {device_name}", head, "-" * len(head)]
     for r in rows:
@@ -353,7 +499,7 @@ def table(rows: list[Row], device_name: str) -> str:
         ratio = "" if r.ratio is None else f"{r.ratio:6.3f}"
         fixed = r.extra.get("fixed_s_per_call")
         fixed = "" if fixed is None else f"{fixed:8.3f}s"
-        lines.append(f"{r.case:<11} {r.what:<58} {num(r.harness):>9} {num(r.bare):>9} {r.unit:<10} {ratio:>6} "
+        lines.append(f"{r.case:<11} {r.what:<{w}} {num(r.harness):>9} {num(r.bare):>9} {r.unit:<10} {ratio:>6} "
                      f"{fixed:>9}  {r.goal}")
     return "\n".join(lines)
 
@@ -374,14 +520,17 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description="Time the harness's training path against a bare PyTorch loop.")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,cold,memory "
+    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,contention,cold,memory "
                    "(default: all for cpu; overhead,compute,resnet for cuda)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per timed run")
     p.add_argument("--repeats", type=int, default=3, help="interleaved harness/bare runs after the warm-up")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the cases' dataset sizes (smoke tests)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="autocast of both loops' forward passes in the per-epoch cases")
-    p.add_argument("--sweep-runs", type=int, default=12)
+    p.add_argument("--sweep-runs", type=int, default=12, help="losses of the loss zoo in the sweep case")
+    p.add_argument("--sweep-epochs", type=int, default=None, help="trainer.epochs of the sweep and contention "
+                   "cases (default: the config's)")
+    p.add_argument("--contention-repeats", type=int, default=2)
     p.add_argument("--cold-runs", type=int, default=3, help="cold starts timed (the median is shown)")
     p.add_argument("--memory-rows", type=int, default=1_000_000)
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
@@ -392,9 +541,10 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda, but torch sees no CUDA device here.", file=sys.stderr)
             return 2
-    default = "overhead,compute,resnet" if a.device == "cuda" else "overhead,compute,digits,sweep,cold,memory"
+    default = "overhead,compute,resnet" if a.device == "cuda" else "overhead,compute,digits,sweep,contention,cold,memory"
     chosen = (a.cases or default).split(",")
-    unknown = set(chosen) - {"overhead", "compute", "digits", "sweep", "cold", "memory", "resnet"}
+    unknown = set(chosen) - {"overhead", "compute", "digits", "sweep", "contention", "cold", "memory",
+                                 "resnet"}
     if unknown:
         print(f"error: --cases: unknown {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -403,12 +553,17 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    trainer_log = logging.getLogger("trainer")  # the epoch lines a Hydra job writes to train.log, written here too
+    trainer_log.setLevel(logging.INFO)
+    trainer_log.propagate = False
     rows: list[Row] = []
     json_path = a.json.resolve() if a.json else None
     here = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         os.chdir(workdir)  # MLflow's artifacts (./mlruns) and the runs' outputs/ stay in the temporary folder
+        handler = logging.FileHandler(workdir / "bench.log")
+        trainer_log.addHandler(handler)
         try:
             mlflow.set_tracking_uri(f"sqlite:///{workdir / 'bench.db'}")
             mlflow.set_experiment("bench")
@@ -423,13 +578,17 @@ def main(argv: list[str] | None = None) -> int:
                 elif case == "digits":
                     rows += case_digits(a.device, a.epochs, a.repeats, workdir)
                 elif case == "sweep":
-                    rows += case_sweep(a.device, a.sweep_runs, workdir)
+                    rows += case_sweep(a.device, a.sweep_runs, workdir, a.sweep_epochs)
+                elif case == "contention":
+                    rows += case_contention(a.device, workdir, a.contention_repeats, a.sweep_epochs)
                 elif case == "cold":
                     rows += case_cold_start(a.device, workdir, a.cold_runs)
                 elif case == "memory":
                     rows += case_memory(workdir, a.memory_rows)
                 print(f"[{case}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
         finally:
+            trainer_log.removeHandler(handler)
+            handler.close()
             os.chdir(here)
     name = device_name(a.device)
     print(table(rows, name))

@@ -176,8 +176,10 @@ def make_figures(inp: FigureInputs) -> dict[str, Figure]:
     return {name: build(inp) for name, build in FIGURES.items()}
 
 
-def log_figures(figures: dict[str, Figure], output_dir: Path | None) -> None:
-    """Save each figure as output_dir/figures/<name>.png and log them to the active MLflow run as figures/.
+def log_figures(figures: dict[str, Figure], output_dir: Path | None, run_id: str | None = None,
+                uri: str | None = None) -> None:
+    """Save each figure as output_dir/figures/<name>.png and log them to the run as figures/ (the active
+    MLflow run, or run_id in the store at uri).
 
     Without an output folder (a run outside Hydra) they go through a temporary folder. Each figure is
     rendered once and the folder logged in one call: mlflow.log_figure would render it a second time for
@@ -186,10 +188,28 @@ def log_figures(figures: dict[str, Figure], output_dir: Path | None) -> None:
     import tempfile
 
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = (output_dir if output_dir is not None else Path(tmp)) / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         for name, fig in figures.items():
             fig.savefig(folder / f"{name}.png")
-        mlflow.log_artifacts(str(folder), "figures")
+        if run_id is None:
+            mlflow.log_artifacts(str(folder), "figures")
+        else:
+            MlflowClient(uri).log_artifacts(run_id, str(folder), "figures")
+
+
+def draw_and_log(inp: FigureInputs, output_dir: Path | None, run_id: str, uri: str, step: int) -> float:
+    """Draw every figure of a finished run, log them to it with their time as time/figures_s (seconds, at step);
+    return that time. Picklable arguments only: trainer.figure_worker runs it in another process."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    start = time.perf_counter()
+    log_figures(make_figures(inp), output_dir, run_id, uri)
+    seconds = time.perf_counter() - start
+    MlflowClient(uri).log_metric(run_id, "time/figures_s", seconds, step=step)
+    return seconds

@@ -1,20 +1,25 @@
 """The training loop: device-resident tensors indexed per batch, one host read per epoch, early stopping."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer import ssl
+from trainer import progress, ssl
 from trainer.config import UserError
 from trainer.losses import predictive_logits
 from trainer.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
 
 EVAL_BATCH = 1024
 LOWER_IS_BETTER = ("ce", "loss", "ece")
@@ -243,11 +248,24 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
     mid-epoch, fit saves the state after the current step and returns with interrupted=True.
     """
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     s = state or LoopState()
     epochs = range(s.epoch + 1, cfg.epochs + 1) if not s.done else range(0)
     bar = tqdm(epochs, desc="epochs", unit="ep", initial=s.epoch, total=cfg.epochs,
                disable=(None if cfg.progress is None else not cfg.progress))
+    # The epoch lines go to the job's log (train.log); on a terminal, through tqdm so that the bar stays whole.
+    with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
+        return _fit_epochs(model, loss_fn, optimizer, train, val, classes, cfg, generator, on_epoch, s, save, stop,
+                           pseudo, bar)
+
+
+def _fit_epochs(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, train: Tensors,
+                val: Tensors, classes: list[str], cfg: FitConfig, generator: torch.Generator,
+                on_epoch: Callable[[int, dict[str, float]], None], s: LoopState,
+                save: Callable[[LoopState, bool], None], stop: Callable[[], bool],
+                pseudo: ssl.PseudoLabeling | None, bar: Any) -> FitResult:
+    logging_epochs = log.isEnabledFor(logging.INFO)
     for epoch in bar:
         started = time.perf_counter()
         if hasattr(loss_fn, "set_epoch"):  # losses that change with the epoch (ldam's deferred re-weighting)
@@ -277,6 +295,8 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
         interrupted = not s.done and stop()
         save(s, s.done or interrupted)
         on_epoch(epoch, metrics)
+        if logging_epochs:
+            log.info("%s", progress.epoch_line(epoch, cfg.epochs, metrics, time.perf_counter() - started))
         bar.set_postfix({"val/ce": f"{va['ce']:.4f}", "val/bal_acc": f"{va['balanced_accuracy']:.3f}"})
         if s.done:
             break

@@ -1,6 +1,7 @@
 """One experiment end to end: validate, prepare the data, train, evaluate, record everything in MLflow."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import data, imbalance, noise, resampling, search, ssl
+from trainer import data, datacache, imbalance, noise, progress, resampling, search, ssl
 from trainer.config import UserError, validate
 from trainer.interrupt import Interrupted
 from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, resolve_uri,
@@ -53,7 +54,8 @@ class RunResult:
 def prepare(cfg: DictConfig) -> Prepared:
     """Load and split the dataset; imbalance, noise, withheld labels (ssl) and resampling on the train split only."""
     seed = int(cfg.seed)
-    ds = data.load(cfg.dataset, cfg.split, seed)
+    with progress.step(f"data: loading dataset={cfg.dataset.name}"):
+        ds = data.load(cfg.dataset, cfg.split, seed)
     n = ds.num_classes
     counts = {"train_source": ds.train.counts(n)}
     train = imbalance.apply(ds.train, cfg.imbalance, n, seed)
@@ -66,7 +68,9 @@ def prepare(cfg: DictConfig) -> Prepared:
     train, unlabeled = ssl.withhold_labels(train, cfg.ssl, n, seed)
     if unlabeled is not None:
         counts["train_labeled"] = train.counts(n)
-    res = resampling.apply(train, cfg.resampling, ds.classes, seed, ds.categorical)
+    with (progress.step(f"data: resampling={cfg.resampling.name} of {len(train.y):,} train samples")
+          if cfg.resampling.name != "none" else contextlib.nullcontext()):
+        res = resampling.apply(train, cfg.resampling, ds.classes, seed, ds.categorical)
     # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
     counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
                                  else res.train.counts(n))
@@ -88,14 +92,15 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def _hydra_job() -> tuple[str | None, Path | None]:
-    """(overrides as a run name, the job's output folder) when run by Hydra."""
+def _hydra_job() -> tuple[str | None, Path | None, bool]:
+    """(overrides as a run name, the job's output folder, whether it is a multirun's job) when run by Hydra."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
-        return None, None
+        return None, None, False
     hc = HydraConfig.get()
-    return hc.job.override_dirname or None, Path(hc.runtime.output_dir)
+    return hc.job.override_dirname or None, Path(hc.runtime.output_dir), hc.mode == RunMode.MULTIRUN
 
 
 def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
@@ -108,17 +113,19 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     validate(cfg)
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
-    overrides, output_dir = _hydra_job()
+    overrides, output_dir, multirun = _hydra_job()
     parent = OmegaConf.select(cfg, "tracking.parent_run_id")  # set by trainer.tracking.SweepCallback in a sweep
     run_name = mask_overrides(cfg.tracking.run_name or overrides or "defaults")
     device = pick_device(cfg.trainer.device)
 
     import mlflow
     import torch
+    from mlflow.entities import Param, RunTag
+    from mlflow.tracking import MlflowClient
 
     from trainer.accel import accelerate
     from trainer.inputs import with_inputs
-    from trainer import checkpoint, determinism, provenance, resume
+    from trainer import checkpoint, determinism, figure_worker, provenance, resume, threads
     from trainer.interrupt import stop_request
     from trainer.losses import build_loss, loss_weights, predictive_logits
     from trainer.metrics import class_keys, imbalance_report
@@ -131,46 +138,61 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     resume_id = cfg.trainer.get("resume")
     resumed = resume.find(uri, resume_id, cfg, git.commit, _output_dir(output_dir, resume_id)) if resume_id else None
     deterministic = determinism.wanted(cfg.trainer.get("deterministic", "auto"), device)
-    threads = determinism.configure(int(cfg.seed), deterministic, cfg.trainer.get("threads") or (
-        resumed.threads if resumed else None), device)
+    pinned_threads = cfg.trainer.get("threads") or (resumed.threads if resumed else None)
+    determinism.configure(int(cfg.seed), deterministic, pinned_threads, device)
     # --- end ---
 
     trial = search.trial_hooks(cfg.trainer.epochs)  # in an Optuna search: tags, per-epoch report, pruning
     tags = group_tags(cfg) | data.fold_tags(cfg.split) | {"device": str(device)} | trial.tags | (tags or {})
     if parent:
         tags["sweep_id"] = parent
+    client = MlflowClient()  # one log_batch for the params and tags known at start, one for those known later
     with resume.KeepStatus(uri, resumed) as kept, mlflow_run(experiment_id, run_name, tags, parent,
                                                           run_id=resume_id) as active, stop_request() as stop:
         run_id = active.info.run_id
         ckpt = _output_dir(output_dir, run_id) / checkpoint.FILENAME
-        if resumed is None or not resumed.recorded:  # a run stopped that early records it now
-            mlflow.log_params(flatten(cfg) | {"torch.threads": threads})
+        first = {resume.TAG: str(ckpt)}
+        record = resumed is None or not resumed.recorded  # a run stopped that early records it now
+        if record:
+            # torch.threads is chosen once the model is built (trainer.threads)
+            first |= {k: v for k, v in provenance.tags(git, device, 0, int(cfg.seed), deterministic).items()
+                      if k != "torch.threads"}
             log_config(cfg, output_dir / ".hydra" if output_dir is not None else None)
-            mlflow.set_tags(provenance.tags(git, device, threads, int(cfg.seed), deterministic))
             if git.dirty:
                 mlflow.log_text(git.diff, provenance.DIFF_ARTIFACT)
-        mlflow.set_tag(resume.TAG, str(ckpt))
+        client.log_batch(run_id, params=[Param(k, v) for k, v in (flatten(cfg) if record else {}).items()],
+                         tags=[RunTag(k, v) for k, v in first.items()])
 
-        prep = prepare(cfg)
+        prep, reused = datacache.cached(cfg, prepare) if multirun else (prepare(cfg), False)
+        if reused:
+            log.info("data: prepared by an earlier job of this process, reused")
         ds = prep.dataset
         fingerprint = provenance.data_fingerprint(ds)
         if resumed is not None:
             resume.check_data(resumed, fingerprint)
-        mlflow.set_tag("data.fingerprint", fingerprint)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
         mlflow.log_dict(dict(zip(class_keys(ds.classes), ds.classes)), "class_keys.json")  # recall/<key> -> class
-        if prep.params:
-            mlflow.log_params(prep.params)
 
         torch.manual_seed(int(cfg.seed))
         model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout)
         model = with_inputs(model, ds, cfg.dataset).to(device)  # images: normalised (and augmented) on the device
+        cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device,
+                             threads.hydra_launcher())
+        torch.set_num_threads(cpu.threads)
+        background_figures = figure_worker.wanted(multirun, cpu.threads, cpu.share)
+        if background_figures:
+            figure_worker.start()  # its imports overlap this run's training
+        log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
+                 "" if cpu.macs_per_step is None else f", {cpu.macs_per_step / 1e6:.1f} M multiply-adds per step")
         model = accelerate(model, cfg.trainer, device)  # bf16, channels-last, torch.compile when asked
         loss_fn = build_loss(cfg.loss, prep.class_counts["train_resampled"]).to(device)
         weights = loss_weights(loss_fn)
         if weights:
             mlflow.log_dict(weights, "loss_weights.json")
-            mlflow.log_params({f"loss.used.{k}": str([round(w, 6) for w in v]) for k, v in weights.items()})
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in (
+            prep.params | {"torch.threads": cpu.threads}
+            | {f"loss.used.{k}": str([round(w, 6) for w in v]) for k, v in (weights or {}).items()}).items()],
+            tags=[RunTag("data.fingerprint", fingerprint), RunTag("torch.threads", str(cpu.threads))])
         optimizer = build_optimizer(cfg.optim, model)
 
         def tensors(split: data.Split) -> Tensors:
@@ -216,14 +238,17 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             mlflow.log_metrics(posthoc_metrics(test_logits, test.y, loss_fn, counts, ds.classes, tau),
                                step=result.epochs_run)
 
-        # --- figures (trainer/figures.py) ---
+        # --- figures (trainer/figures.py), in a background process when a sweep leaves cores idle ---
         from trainer import figures
 
-        figures_start = time.perf_counter()
-        figures.log_figures(figures.make_figures(figures.FigureInputs(
-            probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history, result.best_epoch,
-            figures.subtitle(cfg.loss.name, cfg.resampling.name, run_name))), _output_dir(output_dir, run_id))
-        mlflow.log_metric("time/figures_s", time.perf_counter() - figures_start, step=result.epochs_run)
+        figure_args = (figures.FigureInputs(probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history,
+                                            result.best_epoch, figures.subtitle(cfg.loss.name, cfg.resampling.name,
+                                                                                run_name)),
+                       _output_dir(output_dir, run_id), run_id, uri, result.epochs_run)
+        if background_figures:
+            figure_worker.submit(*figure_args)
+        else:
+            figures.draw_and_log(*figure_args)
         # --- end figures ---
         if resumed is not None and "error" in resumed.tags:
             mlflow.delete_tag("error")  # the interruption it recorded is over: the run finished

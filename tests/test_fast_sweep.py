@@ -1,0 +1,62 @@
+"""A multirun's jobs in one process: every run gets its figures (drawn in the run, or in the background process
+where cores are idle), the data prepared by one job is reused by the next with the same results as a single run,
+and each job's train.log shows its epochs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import train_cli
+from mlflow.tracking import MlflowClient
+
+from trainer import figure_worker
+from trainer.figures import FigureInputs
+
+FIGURES = {"figures/confusion_matrix.png", "figures/curves.png", "figures/recall_vs_frequency.png",
+           "figures/reliability.png"}
+
+
+@pytest.mark.slow
+def test_a_sweep_logs_every_runs_figures_and_reuses_its_data(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ("trainer.epochs=2", "trainer.patience=null", f"tracking.uri={uri}")
+    proc = train_cli("-m", "loss=plain,weighted", *common, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = train_cli("loss=weighted", *common, cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id])
+            if r.data.tags.get("sweep") != "parent"}
+    swept = [r for name, r in runs.items() if name.startswith("loss=")]
+    assert len(swept) == 2
+    for r in swept:
+        assert r.info.status == "FINISHED" and r.data.tags["torch.threads"] == "1"
+        assert {a.path for a in client.list_artifacts(r.info.run_id, "figures")} == FIGURES
+        assert r.data.metrics["time/figures_s"] > 0
+    logs = sorted(tmp_path.glob("outputs/sweeps/*/*/*/train.log"))
+    assert len(logs) == 2
+    first, second = (p.read_text() for p in logs)
+    assert "reused" not in first and "data: prepared by an earlier job of this process, reused" in second
+    for text in (first, second):
+        assert "epoch 1/2  train/ce" in text and "epoch 2/2  train/ce" in text
+    # the reused data trains exactly as a single run preparing its own (same thread count: bit-identical)
+    weighted = next(r for r in swept if r.data.tags["loss"] == "weighted")
+    alone = runs["loss=weighted,trainer.epochs=2,trainer.patience=null"]
+    assert weighted.data.tags["data.fingerprint"] == alone.data.tags["data.fingerprint"]
+    assert weighted.data.metrics["test/ce"] == alone.data.metrics["test/ce"]
+
+
+@pytest.mark.slow
+def test_the_background_process_draws_each_run_and_reports_a_failed_one(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("figs")).info.run_id
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=30)
+    inp = FigureInputs(probs, rng.integers(0, 3, 30), ["a", "b", "c"],
+                       {"train_imbalanced": [5, 3, 1], "train_resampled": [5, 3, 1]},
+                       [{"epoch": 1, "train/ce": 1.0, "val/ce": 1.1, "train/loss": 1.0, "val/loss": 1.1}], 1, "t")
+    figure_worker.submit(inp, tmp_path / "a", "no-such-run", uri, 1)
+    figure_worker.submit(inp, tmp_path / "b", run_id, uri, 1)
+    assert figure_worker.drain() == ["no-such-run"]
+    assert {a.path for a in client.list_artifacts(run_id, "figures")} == FIGURES
+    assert sorted(p.name for p in (tmp_path / "b" / "figures").iterdir()) == sorted(f[8:] for f in FIGURES)
