@@ -7,7 +7,7 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from trainer import progress
+from trainer import loop, progress
 from trainer.loop import FitConfig, Tensors, fit
 from trainer.losses import build_loss
 from trainer.models import MLP
@@ -23,15 +23,25 @@ def test_a_long_step_logs_its_start_a_heartbeat_and_its_duration(caplog):
     assert lines[-1].startswith("data: resampling=smote of 10 train samples: done in 0.")
 
 
-def test_fit_logs_one_line_per_epoch_with_its_metrics_and_seconds(caplog):
+def _fit_lines(caplog, epochs: int) -> list[str]:
     caplog.set_level(logging.INFO, logger="trainer")
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)
     model = MLP((4,), 3, hidden=[8])
     fit(model, build_loss(OmegaConf.create({"name": "plain"}), [1, 1, 1]), torch.optim.Adam(model.parameters()),
-        Tensors(x, y), Tensors(x, y), ["a", "b", "c"], FitConfig(epochs=3, batch_size=16, progress=False), g,
+        Tensors(x, y), Tensors(x, y), ["a", "b", "c"], FitConfig(epochs=epochs, batch_size=16, progress=False), g,
         on_epoch=lambda epoch, metrics: None)
-    lines = [r.getMessage() for r in caplog.records if r.name == "trainer.loop"]
+    return [r.getMessage() for r in caplog.records if r.name == "trainer.loop"]
+
+
+def test_fast_epochs_are_logged_at_most_once_a_second_and_always_the_first_and_last(caplog):
+    lines = _fit_lines(caplog, 5)  # a few milliseconds each
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/5", "epoch 5/5"]
+
+
+def test_fit_logs_one_line_per_epoch_with_its_metrics_and_seconds(caplog, monkeypatch):
+    monkeypatch.setattr(loop, "LOG_EVERY_S", 0.0)  # as epochs of a second or more are
+    lines = _fit_lines(caplog, 3)
     assert [line.split("  ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     for line in lines:
         fields = line.split("  ")

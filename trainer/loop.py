@@ -22,6 +22,9 @@ from trainer.metrics import classification_metrics
 log = logging.getLogger(__name__)
 
 EVAL_BATCH = 1024
+# An epoch line in the log costs about 0.1 ms (a formatted record and a write): 2 to 4 % of a 5 ms digits epoch.
+# Epochs are logged at most this often, and always the first and the last (or the one stopped).
+LOG_EVERY_S = 1.0
 LOWER_IS_BETTER = ("ce", "loss", "ece")
 
 
@@ -266,6 +269,7 @@ def _fit_epochs(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
                 save: Callable[[LoopState, bool], None], stop: Callable[[], bool],
                 pseudo: ssl.PseudoLabeling | None, bar: Any) -> FitResult:
     logging_epochs = log.isEnabledFor(logging.INFO)
+    last_line = -math.inf
     for epoch in bar:
         started = time.perf_counter()
         if hasattr(loss_fn, "set_epoch"):  # losses that change with the epoch (ldam's deferred re-weighting)
@@ -295,8 +299,10 @@ def _fit_epochs(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
         interrupted = not s.done and stop()
         save(s, s.done or interrupted)
         on_epoch(epoch, metrics)
-        if logging_epochs:
-            log.info("%s", progress.epoch_line(epoch, cfg.epochs, metrics, time.perf_counter() - started))
+        now = time.perf_counter()
+        if logging_epochs and (now - last_line >= LOG_EVERY_S or s.done or interrupted):
+            log.info("%s", progress.epoch_line(epoch, cfg.epochs, metrics, now - started))
+            last_line = now
         bar.set_postfix({"val/ce": f"{va['ce']:.4f}", "val/bal_acc": f"{va['balanced_accuracy']:.3f}"})
         if s.done:
             break
