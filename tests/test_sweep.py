@@ -51,3 +51,17 @@ def test_the_readme_sweep_makes_eight_runs(tmp_path):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 8 and all(r.info.status == "FINISHED" for r in children)
     assert "loss=weighted,seed=1" in {r.info.run_name for r in children}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["loss=plain,weighted", "seed=0,-1"], "the job with seed=-1: seed=-1 is not valid"),
+    (["loss=plain,focal", "+loss.gama=2"], "did you mean loss.gamma?"),
+    (["loss=plain,focall"], "the job with loss=focall"),
+    (["loss=plain,weighted", "tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 cannot be reached"),
+])
+def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_any_job(tmp_path, args, says):
+    proc = train_cli("-m", *args, "trainer.epochs=1", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.startswith(f"error: ") and says in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # no job ran, no parent run was made

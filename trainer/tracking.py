@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -277,6 +278,18 @@ class SweepCallback(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Check the sweep's values and its store before any job: a user error ends the sweep with one `error:`
+        line and exit code 2, as it ends a single run, with no parent run created."""
+        from trainer.sweep_check import check_sweep
+
+        try:
+            check_sweep(config)
+            self._start(config)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    def _start(self, config: DictConfig) -> None:
         from mlflow.tracking import MlflowClient
 
         drop_inherited_run_id()
