@@ -206,3 +206,11 @@ def test_a_long_tailed_run_logs_many_medium_and_few_shot_accuracy(run_cfg, store
         assert r.data.metrics[f"test/{group}_accuracy"] == pytest.approx(mean_recall)
     assert "test/medium_shot_accuracy" in r.data.metrics and "test/auroc" in r.data.metrics
     assert "test/average_precision" not in r.data.metrics  # ten classes: the two-class metrics are absent
+
+
+def test_unreachable_database_is_one_clear_error_at_once_and_hides_the_password(tmp_path):
+    # MLflow alone retries an unreachable PostgreSQL for almost two minutes; the probe answers in seconds
+    proc = train_cli("tracking.uri=postgresql+psycopg2://me:s3cret@127.0.0.1:9/lab", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.startswith("error: tracking.uri=postgresql+psycopg2://me:***@127.0.0.1:9/lab cannot be reached")
+    assert "s3cret" not in proc.stderr + proc.stdout

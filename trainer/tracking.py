@@ -84,6 +84,21 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
+def _probe_database(uri: str) -> None:
+    # MLflow retries a database it cannot reach for almost two minutes, printing a warning each time.
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 5})
+        engine.connect().close()
+        engine.dispose()
+    except Exception as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        shown = sqlalchemy.engine.make_url(uri).render_as_string(hide_password=True)
+        raise UserError(f"tracking.uri={shown} cannot be reached ({reason}). Start the database, fix "
+                        "tracking.uri or $MLFLOW_TRACKING_URI, or unset both to log to ./mlflow.db.") from e
+
+
 def setup_experiment(uri: str, name: str) -> str:
     """Point MLflow at uri, create the store and the experiment if needed and return its id; UserError if the
     store fails.
@@ -96,6 +111,8 @@ def setup_experiment(uri: str, name: str) -> str:
 
     if uri.startswith(("http://", "https://")):
         _probe_http(uri)
+    if uri.startswith("postgresql"):
+        _probe_database(uri)
     db = sqlite_path(uri)
     if db is not None and not db.parent.is_dir():
         raise UserError(f"tracking.uri={uri}: the folder {db.parent} does not exist. Create it or fix tracking.uri.")
