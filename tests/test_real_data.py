@@ -287,3 +287,16 @@ def test_idx_files_directly_in_the_root_are_read_in_place(tmp_path):
     assert np.array_equal(ds.test.x, written["test"][0]) and np.array_equal(ds.test.y, written["test"][1])
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(
         f"{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1"))
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|", ","])
+def test_a_csv_with_another_separator_is_read_by_its_own(tmp_path, sep):
+    # spreadsheets in locales whose decimal mark is ',' export ';': such a file read with ',' is one column
+    from trainer.tables import read_table
+
+    rows = [["age", "colour", "label"], ["31", "green", "<50K"], ["47", "blue", ">50K"], ["22", "red", "<50K"]]
+    path = tmp_path / "table.csv"
+    path.write_text("\n".join(sep.join(r) for r in rows) + "\n")
+    frame = read_table(str(path))
+    assert list(frame.columns) == ["age", "colour", "label"]
+    assert frame["age"].tolist() == [31, 47, 22] and frame["label"].tolist() == ["<50K", ">50K", "<50K"]
