@@ -334,3 +334,59 @@ def test_ctrl_c_writes_a_checkpoint_ends_killed_and_prints_the_resume_command(tm
     assert "interrupted by SIGINT" in r.data.tags["error"] and "Traceback" not in stderr
     assert f"python train.py {' '.join(CLI)} trainer.resume={run_id}" in stderr
     assert checkpoint.load(Path(r.data.tags["checkpoint.path"]), run_id)["loop"]["epoch"] >= 1
+
+
+def test_two_resumes_of_one_run_at_once_one_is_refused_and_the_other_finishes_without_duplicates(run_cfg, store,
+                                                                                               tmp_path):
+    run_id = _run_stopped_by_sigterm(run_cfg(*RESUME)).run_id
+    # both processes start together; the one that claims the run first waits 8 s before training, so the other
+    # reaches its claim while the run is held whatever the start-up times on a loaded machine
+    wrapper = tmp_path / "slow_resume.py"
+    wrapper.write_text(
+        "import runpy, sys, time\n"
+        "from trainer import resume\n"
+        "real = resume.restore\n"
+        "resume.restore = lambda *a, **k: (time.sleep(8), real(*a, **k))[1]\n"
+        f"sys.argv = [{str(ROOT / 'train.py')!r}, *sys.argv[1:]]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(ROOT)}
+    args = [sys.executable, str(wrapper), "trainer.epochs=2", f"tracking.uri={store}", *RESUME,
+            f"trainer.resume={run_id}"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [(*p.communicate(timeout=300), p.returncode) for p in procs]
+    outs = [(rc, out, err) for out, err, rc in outs]
+    assert sorted(rc for rc, _, _ in outs) == [0, 2], [err[-2000:] for _, _, err in outs]
+    (_, _, refused), = [o for o in outs if o[0] == 2]
+    assert f"run {run_id} is being continued by another process (pid " in refused
+    assert refused.count("error:") == 1 and "Traceback" not in refused
+    client = MlflowClient(store)
+    assert client.get_run(run_id).info.status == "FINISHED" and "error" not in client.get_run(run_id).data.tags
+    for key in ("train/ce", "val/ce"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3, 4], key
+
+
+def test_a_running_run_is_refused_unless_its_process_on_this_host_is_gone(store, tmp_path):
+    from trainer import resume
+
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("ce-harness") or client.get_experiment(
+        client.create_experiment("ce-harness"))
+    host = __import__("socket").gethostname()
+    cfg = make_cfg("trainer.epochs=2")
+
+    def running(owner: str) -> str:
+        return client.create_run(experiment.experiment_id, tags={resume.PROCESS: owner}).info.run_id
+
+    alive = running(f"{os.getppid()}@{host}/")  # pytest's parent: alive, not this process
+    with pytest.raises(UserError, match=f"run {alive} is being continued by another process \\(pid {os.getppid()}"):
+        resume.find(store, alive, cfg, "c0ffee", tmp_path)
+    elsewhere = running("123@another-host/456")
+    with pytest.raises(UserError, match="(?s)cannot check.*set_terminated") as err:
+        resume.find(store, elsewhere, cfg, "c0ffee", tmp_path)
+    assert "pid 123 on host another-host" in str(err.value)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = running(f"{dead.stdout.strip()}@{host}/1")  # exited (or its pid reused: another start time)
+    resumed = resume.find(store, gone, cfg, "c0ffee", tmp_path)  # stopped before its first checkpoint: starts over
+    assert resumed.checkpoint is None
+    resume.release(resumed.claim)

@@ -207,3 +207,16 @@ def test_failing_trials_are_told_to_optuna_and_a_search_without_any_complete_tri
     runs = _runs(tmp_path)
     assert {r.info.status for r in runs} == {"FAILED"}  # the trials' runs and the parent: none left RUNNING
     assert sorted(r.data.tags.get("optuna.state", "") for r in runs) == ["", "FAIL", "FAIL"]
+
+
+def test_a_storage_holding_another_application_s_tables_is_refused_before_optuna_touches_it(tmp_path):
+    # the MLflow store itself (made by the sweep's parent run) given as Optuna's storage
+    proc = train_cli("-m", "hparams_search=lr", "trainer.epochs=1",
+                     f"hydra.sweeper.storage=sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "the database holds another application's tables (mlflow's?)" in proc.stderr
+    assert "Traceback" not in proc.stderr and "no longer compatible" not in proc.stderr
+    import sqlalchemy
+
+    tables = sqlalchemy.inspect(sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'mlflow.db'}")).get_table_names()
+    assert "runs" in tables and "studies" not in tables and "version_info" not in tables

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from trainer.tracking import flatten, stored_config
 TAG = "checkpoint.path"  # where the run writes its checkpoint; a resumed run moves it to its own output folder
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
 MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
+PROCESS = "process"  # pid@host/start of the process training the run: is a RUNNING run still trained?
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ class Resume:
     logged_epoch: int  # the last epoch whose metrics reached MLflow
     status: str = "KILLED"  # the run's status and end time before this attempt: put back if it is refused
     end_time: int | None = None
+    claim: Any = field(default=None, compare=False, repr=False)  # the lock file held while this process continues it
 
     @property
     def recorded(self) -> bool:
@@ -47,11 +52,22 @@ def find(uri: str, run_id: str, cfg: DictConfig, commit: str, folder: Path) -> R
     A checkpoint that exists only as the run's artifact (another machine, a cleaned outputs/) is downloaded
     into folder.
     """
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     key = f"trainer.resume={run_id}"
+    claim = _claim(run_id)  # before reading the run: of two resumes at once on this machine, one gets it
+    try:
+        resumed = _find(client, key, uri, run_id, cfg, commit, folder)
+    except BaseException:
+        release(claim)
+        raise
+    return Resume(*resumed, claim=claim)
+
+
+def _find(client, key: str, uri: str, run_id: str, cfg: DictConfig, commit: str, folder: Path) -> tuple:
+    from mlflow.exceptions import MlflowException
+
     try:
         run = client.get_run(run_id)
     except MlflowException as e:
@@ -62,6 +78,8 @@ def find(uri: str, run_id: str, cfg: DictConfig, commit: str, folder: Path) -> R
     if run.info.status == "FINISHED":
         raise UserError(f"{key}: that run already FINISHED, there is nothing to continue. Drop trainer.resume "
                         "to start a new run, or re-run it with scripts/reproduce.py.")
+    if run.info.status == "RUNNING":
+        _check_running(uri, run_id, run.data.tags.get(PROCESS, ""))
     tags = run.data.tags
     logged = max((m.step for m in client.get_metric_history(run_id, "val/ce")), default=0)
     checkpoint, foreign = _locate(client, run_id, tags, folder)
@@ -86,7 +104,84 @@ def find(uri: str, run_id: str, cfg: DictConfig, commit: str, folder: Path) -> R
                         "run.")
     if fresh:
         log.info("run %s stopped before its first checkpoint: it starts again from the beginning", run_id)
-    return Resume(run_id, checkpoint, tags, logged, run.info.status, run.info.end_time)
+    return run_id, checkpoint, tags, logged, run.info.status, run.info.end_time
+
+
+def this_process() -> str:
+    """This process as the PROCESS tag records it: pid@host/start (start: its start time in clock ticks since boot,
+    so that a later process given the same pid is not taken for it)."""
+    return f"{os.getpid()}@{socket.gethostname()}/{_start_ticks(os.getpid())}"
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):  # not Linux, or no such process
+        return ""
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return not start or _start_ticks(pid) in (start, "")
+
+
+def _check_running(uri: str, run_id: str, owner: str) -> None:
+    """UserError unless the process that left the run RUNNING is gone (killed with kill -9, say), which only
+    a process on the same host can tell."""
+    pid, _, rest = owner.partition("@")
+    host, _, start = rest.rpartition("/")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) != os.getpid() and _alive(int(pid), start):
+            raise UserError(f"trainer.resume={run_id}: run {run_id} is being continued by another process (pid "
+                            f"{pid} on host {host}). Wait for it to end, or stop it (Ctrl-C) and resume again.")
+        log.info("run %s is RUNNING, but its process (pid %s on this host) is gone: continuing it", run_id, pid)
+        return
+    who = f"pid {pid} on host {host}" if host else "a process this harness did not record"
+    mark = f"python -c \"from mlflow import MlflowClient; MlflowClient('{uri}').set_terminated('{run_id}', 'KILLED')\""
+    raise UserError(f"trainer.resume={run_id}: run {run_id} is RUNNING in MLflow, trained by {who}, which this "
+                    f"machine cannot check. If that process is still training it, wait for it to end. If it is gone "
+                    f"(kill -9, a lost machine), mark the run KILLED and resume again:\n  {mark}")
+
+
+def _claim(run_id: str) -> Any:
+    """An exclusive lock on this run's lock file, held until release() or the process ends (kill -9 included);
+    UserError naming the holder if another process holds it. None where locks are unavailable."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: only the MLflow-side check applies
+        return None
+    folder = Path(tempfile.gettempdir()) / "ce-harness-resume"  # one place per machine: the checkpoint tag moves
+    try:
+        folder.mkdir(exist_ok=True)
+        handle = open(folder / f"{run_id}.lock", "a+")
+    except OSError as e:
+        log.warning("cannot lock run %s against a second resume on this machine (%s)", run_id, e)
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        pid, _, host = owner.partition("@")
+        raise UserError(f"trainer.resume={run_id}: run {run_id} is being continued by another process (pid {pid} "
+                        f"on host {host.rpartition('/')[0] or host}). Wait for it to end, or stop it (Ctrl-C) and "
+                        "resume again.") from None
+    handle.truncate(0)
+    handle.write(this_process())
+    handle.flush()
+    return handle
+
+
+def release(claim: Any) -> None:
+    """Give up a claim from _claim (closing the file drops the lock)."""
+    if claim is not None:
+        claim.close()
 
 
 def check_data(resumed: Resume, fingerprint: str) -> None:
@@ -149,7 +244,7 @@ class KeepStatus:
     so a refused resume leaves a KILLED run KILLED. Set `training = True` when training starts: from there on
     the run's own ending applies."""
 
-    RESTORED_TAGS = ("error", TAG)
+    RESTORED_TAGS = ("error", TAG, PROCESS)
 
     def __init__(self, uri: str, resumed: Resume | None) -> None:
         self.uri, self.resumed, self.training = uri, resumed, False
@@ -158,6 +253,8 @@ class KeepStatus:
         return self
 
     def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        if self.resumed is not None:
+            release(self.resumed.claim)  # the run has ended (or stays as it was): another resume may claim it
         if self.resumed is None or kind is None or self.training:
             return
         from mlflow.tracking import MlflowClient

@@ -121,6 +121,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     import mlflow
     import torch
     from mlflow.entities import Param, RunTag
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from trainer.accel import accelerate
@@ -143,7 +144,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     # --- end ---
 
     trial = search.trial_hooks(cfg.trainer.epochs)  # in an Optuna search: tags, per-epoch report, pruning
-    tags = group_tags(cfg) | data.fold_tags(cfg.split) | {"device": str(device)} | trial.tags | (tags or {})
+    tags = (group_tags(cfg) | data.fold_tags(cfg.split) | {"device": str(device), resume.PROCESS: resume.this_process()}
+            | trial.tags | (tags or {}))
     if parent:
         tags["sweep_id"] = parent
     client = MlflowClient()  # one log_batch for the params and tags known at start, one for those known later
@@ -251,7 +253,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
             figures.draw_and_log(*figure_args)
         # --- end figures ---
         if resumed is not None and "error" in resumed.tags:
-            mlflow.delete_tag("error")  # the interruption it recorded is over: the run finished
+            with contextlib.suppress(MlflowException):  # already gone: nothing to tidy
+                mlflow.delete_tag("error")  # the interruption it recorded is over: the run finished
 
     out = RunResult(run_id, final_val, final_test, result.best_epoch, result.epochs_run,
                     time.perf_counter() - start, monitor=f"val/{fit_cfg.monitor}")

@@ -173,6 +173,8 @@ class CeOptunaSweeper(Sweeper):
         pruner = instantiate(self.pruner) if isinstance(self.pruner, (dict, DictConfig)) else self.pruner
         try:
             storage = None if self.storage is None else _rdb_storage(self.storage)
+        except UserError:
+            raise
         except Exception as e:
             raise UserError(f"hydra.sweeper.storage={report.storage_label(self.storage)} cannot be used "
                             f"({type(e).__name__}: {str(e).splitlines()[0]}). Start the database or fix the "
@@ -197,6 +199,7 @@ def _rdb_storage(url: str) -> Any:
 
     # PostgreSQL's client waits for an unreachable host for minutes by default: say it within seconds
     kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
+    _check_own_database(url, kwargs)
     for attempt in range(3):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
@@ -205,3 +208,26 @@ def _rdb_storage(url: str) -> Any:
                 raise
             time.sleep(1 + attempt)
 
+
+
+def _check_own_database(url: str, engine_kwargs: dict[str, Any]) -> None:
+    """UserError if the database holds tables that are not Optuna's, before Optuna creates any there.
+
+    Optuna and MLflow both keep their schema version in a table named alembic_version: pointed at MLflow's
+    database, Optuna added its tables beside MLflow's and then refused with a misleading version mismatch."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from trainer import search_report as report
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    foreign = tables - set(models.BaseModel.metadata.tables) - {"alembic_version"}
+    if not foreign:
+        return
+    whose = "mlflow's?" if {"experiments", "runs"} <= tables else f"{', '.join(sorted(foreign)[:3])}, ..."
+    raise UserError(f"hydra.sweeper.storage={report.storage_label(url)}: the database holds another application's "
+                    f"tables ({whose}); give Optuna a database of its own, e.g. CREATE DATABASE optuna; and "
+                    "postgresql+psycopg2://user@host:5432/optuna, or sqlite:///optuna.db.")
