@@ -251,7 +251,8 @@ def run_sweep(workdir: Path, name: str, overrides: list[str], runs: int, grace_s
     """Run train.py as a multirun of `runs` jobs in a subprocess into its own store and read back the runs' times.
 
     With grace_s, a process still alive grace_s after its last run finished is killed and timed to that run's
-    end: a joblib sweep may hang at exit in today's trainer/shutdown.py."""
+    end: a guard for a process that would not exit (a joblib sweep hung there before trainer/shutdown.py ran
+    Python's thread shutdown first)."""
     from mlflow.tracking import MlflowClient
 
     folder = workdir / name
