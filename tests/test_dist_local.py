@@ -142,3 +142,31 @@ def test_sigterm_to_a_joblib_sweep_in_training_ends_every_run(tmp_path):
     parent, children = sweep_runs(uri, "ce-harness")
     assert parent.info.status == "FAILED"
     assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
+
+
+@pytest.mark.dist
+def test_sigterm_to_a_submitit_local_sweep_stops_its_job_processes(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", "seed=0,1", "trainer.epochs=100000",
+                             "trainer.patience=null", "trainer.threads=1", "hydra/launcher=submitit_local"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            training = [r for r in _children(uri) if "val/ce" in r.data.metrics]
+            if len(training) == 2:
+                break
+            time.sleep(0.5)
+        assert len(training) == 2, f"the two jobs did not start training: {_state(proc)}"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    jobs = subprocess.run(["pgrep", "-f", f"submitit.*{tmp_path}"], capture_output=True, text=True).stdout.split()
+    assert not jobs, f"job processes outlived the sweep: {jobs}"
+    time.sleep(3)  # a job that went on training would finish or log meanwhile
+    parent, children = sweep_runs(uri, "ce-harness")
+    assert parent.info.status == "FAILED"
+    assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
+    assert all("interrupted by SIGTERM" in c.data.tags.get("error", "") for c in children), err[-3000:]

@@ -74,6 +74,50 @@ def test_a_slurm_job_cancelled_mid_training_ends_killed_and_fails_the_parent(tmp
     assert "interrupted by SIGTERM" in client.get_run(long_run).data.tags["error"]
 
 
+def test_stopping_a_slurm_sweep_cancels_its_jobs_and_ends_their_runs_killed(tmp_path):
+    uri = require("CE_MLFLOW_URI")
+    require("SLURM_CONF")
+    experiment = _experiment()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", "loss=plain,weighted",
+                             "trainer.epochs=100000", "trainer.patience=null", "trainer.threads=1",
+                             f"tracking.uri={uri}", f"tracking.experiment={experiment}", *SLURM], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(uri)
+    try:
+        _wait_for_runs_training(client, experiment, 2, proc)
+        jobs = _sweep_jobs(tmp_path)
+        assert len(jobs) == 2, jobs
+        proc.terminate()  # SIGTERM to the launching process only, not to its Slurm jobs
+        _, err = proc.communicate(timeout=120)
+        deadline = time.monotonic() + 30
+        while set(jobs) & set(_queued()) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not set(jobs) & set(_queued()), f"Slurm jobs {jobs} still queued 30 s after the sweep stopped"
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    time.sleep(5)  # a job that went on training would log or finish meanwhile
+    parent, children = sweep_runs(uri, experiment)
+    assert parent.info.status == "FAILED"
+    assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"], err[-3000:]
+    for child in children:
+        assert client.get_run(child.info.run_id).info.status == "KILLED"
+
+
+def test_a_slurm_submission_refused_by_sbatch_is_one_error_line_and_fails_the_parent(tmp_path):
+    uri = require("CE_MLFLOW_URI")
+    require("SLURM_CONF")
+    experiment = _experiment()
+    proc = train_cli("-m", "loss=plain", "trainer.epochs=1", f"tracking.uri={uri}", f"tracking.experiment={experiment}",
+                     *SLURM, "hydra.launcher.mem_gb=100000", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "hydra.launcher.mem_gb=100000" in errors[0], proc.stderr[-3000:]
+    parent, children = sweep_runs(uri, experiment)
+    assert parent.info.status == "FAILED" and not children
+
+
 def _experiment() -> str:
     return f"dist-{uuid.uuid4().hex[:12]}"  # the server outlives the test (and pytest reuses tmp_path names)
 
@@ -103,3 +147,26 @@ def _wait_for_training(client: MlflowClient, experiment: str, name: str, proc: s
             return target[0].info.run_id
         time.sleep(1)
     raise AssertionError(f"{name} did not start training")
+
+
+def _queued() -> list[str]:
+    """Every job and array task in the Slurm queue (12_0, 12_1)."""
+    return subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, check=True).stdout.split()
+
+
+def _sweep_jobs(cwd) -> list[str]:
+    """The Slurm ids of the sweep's jobs, from submitit's folders under the sweep dir (<sweep>/.submitit/<id>/)."""
+    return sorted(p.name for p in cwd.glob("outputs/sweeps/*/*/.submitit/*_*") if p.is_dir())
+
+
+def _wait_for_runs_training(client: MlflowClient, experiment: str, n: int, proc: subprocess.Popen) -> None:
+    """Until n child runs of the experiment have logged an epoch."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        found = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([found.experiment_id], "tags.sweep_id != ''") if found else []
+        if sum("val/ce" in r.data.metrics for r in runs) >= n:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{n} runs did not start training")

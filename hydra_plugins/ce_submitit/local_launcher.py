@@ -1,0 +1,54 @@
+"""Hydra's submitit local launcher, plus: a sweep stopped early (SIGINT, SIGTERM, a failed job) stops its job
+processes. Without it they outlived the launching process and trained on into runs already ended KILLED.
+
+submitit starts each job under a controller process (submitit.local._local) that forwards SIGTERM to its task;
+the launcher keeps the Job objects in a local variable, so the controllers are recorded as they start.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as _SubmititLocalLauncher
+
+STOP_WAIT_S = 30.0
+
+
+class LocalLauncher(_SubmititLocalLauncher):
+    """hydra_submitit_launcher's LocalLauncher that stops its job processes when the sweep stops early."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        import submitit.local.local as local
+
+        started: list[Any] = []
+        original = local.start_controller
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            process = original(*args, **kwargs)
+            started.append(process)
+            return process
+
+        local.start_controller = recording
+        try:
+            return super().launch(job_overrides, initial_job_idx)
+        except BaseException:
+            stop(started)
+            raise
+        finally:
+            local.start_controller = original
+
+
+def stop(processes: list[Any], wait_s: float = STOP_WAIT_S) -> None:
+    """SIGTERM each controller still running (it forwards the signal to its job, which ends its run KILLED), wait
+    up to wait_s, then SIGKILL what is left."""
+    alive = [p for p in processes if p.poll() is None]
+    for p in alive:
+        p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while any(p.poll() is None for p in alive) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for p in alive:
+        if p.poll() is None:
+            p.kill()
