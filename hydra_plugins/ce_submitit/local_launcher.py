@@ -11,7 +11,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as _SubmititLocalLauncher
+try:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as _SubmititLocalLauncher
+except ImportError:  # no cluster extra: Hydra imports every hydra_plugins module at start-up and would warn each run
+    _SubmititLocalLauncher = object  # then this launcher is no plugin, and hydra/launcher=submitit_* asks for the extra
 
 STOP_WAIT_S = 30.0
 

@@ -18,7 +18,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
+try:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
+except ImportError:  # no cluster extra: Hydra imports every hydra_plugins module at start-up and would warn each run
+    _SubmititSlurmLauncher = object  # then this launcher is no plugin, and hydra/launcher=submitit_* asks for the extra
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT_S = 30.0
