@@ -119,36 +119,11 @@ def _children(uri: str) -> list:
     return client.search_runs([experiment.experiment_id], filter_string="tags.sweep_id != ''")
 
 
-@pytest.mark.dist
-def test_sigterm_to_a_joblib_sweep_in_training_ends_every_run(tmp_path):
+def _sigterm_in_training(tmp_path, *launcher: str) -> tuple[str, str]:
+    """Start a two-job sweep with the launcher overrides, send SIGTERM once both jobs train; (store uri, stderr)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", "seed=0,1", "trainer.epochs=100000",
-                             "trainer.patience=null", "trainer.threads=1", "hydra/launcher=joblib",
-                             "hydra.launcher.n_jobs=2"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            training = [r for r in _children(uri) if "val/ce" in r.data.metrics]
-            if len(training) == 2:
-                break
-            time.sleep(0.5)
-        assert len(training) == 2, f"the two jobs did not start training: {_state(proc)}"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
-    parent, children = sweep_runs(uri, "ce-harness")
-    assert parent.info.status == "FAILED"
-    assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
-
-
-@pytest.mark.dist
-def test_sigterm_to_a_submitit_local_sweep_stops_its_job_processes(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", "seed=0,1", "trainer.epochs=100000",
-                             "trainer.patience=null", "trainer.threads=1", "hydra/launcher=submitit_local"],
+                             "trainer.patience=null", "trainer.threads=1", *launcher],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -163,6 +138,20 @@ def test_sigterm_to_a_submitit_local_sweep_stops_its_job_processes(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    return uri, err
+
+
+@pytest.mark.dist
+def test_sigterm_to_a_joblib_sweep_in_training_ends_every_run(tmp_path):
+    uri, _ = _sigterm_in_training(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    parent, children = sweep_runs(uri, "ce-harness")
+    assert parent.info.status == "FAILED"
+    assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
+
+
+@pytest.mark.dist
+def test_sigterm_to_a_submitit_local_sweep_stops_its_job_processes(tmp_path):
+    uri, err = _sigterm_in_training(tmp_path, "hydra/launcher=submitit_local")
     jobs = subprocess.run(["pgrep", "-f", f"submitit.*{tmp_path}"], capture_output=True, text=True).stdout.split()
     assert not jobs, f"job processes outlived the sweep: {jobs}"
     time.sleep(3)  # a job that went on training would finish or log meanwhile
