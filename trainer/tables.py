@@ -96,8 +96,9 @@ def _numeric(column, name: str) -> np.ndarray:
                         f"{_rows(bad)}: fix those cells, or list the column in dataset.categorical to one-hot "
                         "encode it")
     if as_number.isna().any():
-        raise UserError(f"numeric column {name!r} is empty in data row(s) {_rows(as_number.isna())}: fill those "
-                        "cells or remove the rows")
+        raise UserError(f"numeric column {name!r} is empty in data row(s) {_rows(as_number.isna())} (a missing value: "
+                        "an empty cell, or '?' in ARFF and '<null>' in KEEL files; the harness does not impute): "
+                        "fill those cells or remove the rows")
     return as_number.to_numpy(dtype=np.float32)
 
 
