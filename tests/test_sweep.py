@@ -62,6 +62,6 @@ def test_the_readme_sweep_makes_eight_runs(tmp_path):
 def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_any_job(tmp_path, args, says):
     proc = train_cli("-m", *args, "trainer.epochs=1", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.startswith(f"error: ") and says in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.startswith("error: ") and says in proc.stderr, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()  # no job ran, no parent run was made

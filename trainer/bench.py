@@ -337,7 +337,7 @@ def case_sweep(device: str, runs: int, workdir: Path, epochs: int | None = None)
     hung = " (hung at exit: timed to its last run)" if par.hung else ""
     return [Row("sweep", f"loss zoo, {n} runs, sequential: wall / summed time/train_s", seq.wall, train,
                 unit="s in all", goal="<= 1.50"),
-            Row("sweep", f"outside training per run (figures included, from run 1)", (
+            Row("sweep", "outside training per run (figures included, from run 1)", (
                 seq.wall - seq.to_first_run - train) / n, None, unit="s/run", goal="<= 0.5 s",
                 extra={"to_first_run_s": seq.to_first_run}),
             Row("sweep", f"{n} runs, joblib 2 workers vs {n} bare loops in a row{hung}", par.wall, bare,
