@@ -51,10 +51,12 @@ def _bench(tmp_path, *args: str) -> dict:
 
 def test_the_sweep_case_times_a_sequential_and_a_joblib_sweep_against_training_and_bare_loops(tmp_path):
     rows = _bench(tmp_path, "--cases", "sweep", "--sweep-runs", "2", "--sweep-epochs", "2")["rows"]
-    assert [r["case"] for r in rows] == ["sweep"] * 3
-    sequential, outside, joblib = rows
+    assert [r["case"] for r in rows] == ["sweep"] * 4
+    sequential, floor, outside, joblib = rows
     assert "2 runs, sequential" in sequential["what"] and sequential["harness"] > sequential["bare"] > 0
     assert sequential["ratio"] == sequential["harness"] / sequential["bare"]
+    assert "bare loops in a row" in floor["what"] and floor["harness"] > floor["bare"] > 0
+    assert floor["harness"] == joblib["bare"]  # the same script's wall time
     assert 0 < outside["harness"] < sequential["harness"] / 2 and outside["extra"]["to_first_run_s"] > 0
     assert "joblib 2 workers" in joblib["what"] and joblib["harness"] > 0 and joblib["bare"] > 0
     assert joblib["extra"]["summed_train_s"] > 0

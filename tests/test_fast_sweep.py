@@ -3,6 +3,9 @@ where cores are idle), the data prepared by one job is reused by the next with t
 and each job's train.log shows its epochs."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import train_cli
@@ -50,13 +53,40 @@ def test_the_background_process_draws_each_run_and_reports_a_failed_one(tmp_path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     run_id = client.create_run(client.create_experiment("figs")).info.run_id
-    rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.ones(3), size=30)
-    inp = FigureInputs(probs, rng.integers(0, 3, 30), ["a", "b", "c"],
-                       {"train_imbalanced": [5, 3, 1], "train_resampled": [5, 3, 1]},
-                       [{"epoch": 1, "train/ce": 1.0, "val/ce": 1.1, "train/loss": 1.0, "val/loss": 1.1}], 1, "t")
+    inp = _inputs()
     figure_worker.submit(inp, tmp_path / "a", "no-such-run", uri, 1)
     figure_worker.submit(inp, tmp_path / "b", run_id, uri, 1)
     assert figure_worker.drain() == ["no-such-run"]
     assert {a.path for a in client.list_artifacts(run_id, "figures")} == FIGURES
     assert sorted(p.name for p in (tmp_path / "b" / "figures").iterdir()) == sorted(f[8:] for f in FIGURES)
+
+
+def _inputs() -> FigureInputs:
+    rng = np.random.default_rng(0)
+    return FigureInputs(rng.dirichlet(np.ones(3), size=30), rng.integers(0, 3, 30), ["a", "b", "c"],
+                        {"train_imbalanced": [5, 3, 1], "train_resampled": [5, 3, 1]},
+                        [{"epoch": 1, "train/ce": 1.0, "val/ce": 1.1, "train/loss": 1.0, "val/loss": 1.1}], 1, "t")
+
+
+@pytest.mark.slow
+def test_runs_the_background_process_left_are_drawn_at_exit(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("figs")
+    first, second = (client.create_run(experiment).info.run_id for _ in range(2))
+    figure_worker.submit(_inputs(), tmp_path / "a", first, uri, 1)
+    figure_worker._worker.process.kill()  # killed before or while drawing the first run
+    figure_worker._worker.process.wait()
+    figure_worker.submit(_inputs(), tmp_path / "b", second, uri, 1)  # the pipe is broken: kept for drain
+    assert figure_worker.drain() == []
+    for run_id in (first, second):
+        assert {a.path for a in client.list_artifacts(run_id, "figures")} == FIGURES
+        assert client.get_run(run_id).data.metrics["time/figures_s"] > 0
+
+
+def test_the_figure_process_imports_neither_torch_nor_mlflow():
+    # its 0.5 s of imports instead of 5 s is what makes it pay on 2 cores (docs/performance.md)
+    out = subprocess.run([sys.executable, "-c", "import sys, trainer.figure_worker, matplotlib.figure; "
+                          "print(sorted(m for m in ('torch', 'mlflow', 'hydra', 'sklearn') if m in sys.modules))"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

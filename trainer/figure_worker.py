@@ -1,12 +1,18 @@
-"""The figures of a sweep's runs, drawn in one background process while the next run of the sweep trains.
+"""The figures of a sweep's runs, drawn in a small background process while the next run of the sweep trains.
 
-Drawing a run's four figures costs about as much CPU as training it for the loss zoo (0.5 to 1.5 s here).
-When the jobs of a multirun run one after another in this process (Hydra's basic launcher) and a run leaves
-cores of its share idle (one torch thread for a small model on a workstation), one of them draws them: a spawned
-process (fork would copy torch's thread pools and open database connections), started at the first run,
-lowered in priority so that it yields to training, and waited for before the process exits. Elsewhere
-(single runs, joblib's worker processes, 2-core machines, where it measured slower) figures are drawn in-process.
-The content is the same either way: trainer.figures.draw_and_log draws and logs them.
+Drawing a run's four figures costs 0.3 to 0.7 s of CPU here, as much as training it for the loss zoo. When the
+jobs of a multirun run one after another in this process (Hydra's basic launcher) and a run's torch threads
+leave a core of its share idle, that core draws them: `python -m trainer.figure_worker`, a process that imports
+numpy and matplotlib only (0.5 s; a multiprocessing "spawn" child re-imports train.py and with it torch, mlflow
+and Hydra, 5 s, which made an earlier version of this worker slower than drawing in the run on 2 cores), lowered
+in priority so that training goes first. It writes the PNGs into the run's output folder; a thread of this
+process logs them to the run (figures/, time/figures_s) as each run's are done, and at exit this process waits
+for the last ones. Runs it could not draw (the process failed or was killed) are drawn here at exit, so every
+run keeps its figures. Elsewhere (single runs, launcher workers, a model using the whole share) figures are
+drawn in the run. Same content either way: trainer.figures.save draws them.
+
+Protocol: pickled (FigureInputs, output folder, run id) tuples on the child's stdin, EOF to finish; pickled
+(run id, seconds, error or None) on its stdout.
 """
 from __future__ import annotations
 
@@ -14,100 +20,154 @@ import atexit
 import logging
 import multiprocessing
 import os
-import queue
-from dataclasses import dataclass
+import pickle
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO
 
-from trainer.figures import FigureInputs, draw_and_log
+from trainer.figures import FigureInputs, draw_and_log, log_saved, save
 
 log = logging.getLogger(__name__)
 
 NICE = 10  # the worker's niceness increment: training goes first when the cores are contended
+IDLE_CORES = 1  # cores of the job's share beside its torch threads needed to draw in the background
+
+
+@dataclass
+class _Job:
+    inp: FigureInputs
+    output_dir: Path
+    uri: str
+    step: int
 
 
 @dataclass
 class _Worker:
-    process: Any  # multiprocessing's SpawnProcess
-    tasks: Any  # queues of the spawn context
-    results: Any
-    pending: int = 0
+    process: subprocess.Popen
+    reader: threading.Thread
+    pending: dict[str, _Job] = field(default_factory=dict)  # run id -> what it needs, until its figures are logged
+    failed: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _worker: _Worker | None = None
-# The process costs about 5 s of imports (torch, mlflow, matplotlib); drawing a run's figures in the run costs
-# 0.35 to 0.7 s. On 2 cores (1 torch thread, other work on the machine) the loss zoo's 12 runs took 20.3 and
-# 24.9 s with the figures in the background from the first run, 17.6 and 18.0 s with them drawn in the runs,
-# and its 36 runs 41.8 s (background from the 13th run) against 43.0 s: the second core is not idle enough.
-IDLE_CORES = 2
 
 
 def wanted(multirun: bool, threads: int, share: int) -> bool:
     """Whether a run's figures go to the background process: a job of a multirun in this main process whose
-    share leaves IDLE_CORES cores beside its torch threads (one for the process, one for everything else)."""
+    CPU share leaves IDLE_CORES core(s) beside its torch threads."""
     return multirun and multiprocessing.parent_process() is None and share - threads >= IDLE_CORES
 
 
-def _serve(tasks: Any, results: Any) -> None:
-    """The worker process: draw each run handed over until None arrives; report (run id, error or None)."""
-    try:
-        os.nice(NICE)
-    except OSError:  # not permitted: the figures compete as equals, still off the training path
-        pass
-    for args in iter(tasks.get, None):
+def _log_results(w: _Worker, results: IO[bytes]) -> None:
+    """This process's reader thread: log each run's figures as the child reports them drawn."""
+    while True:
         try:
-            draw_and_log(*args)
-            results.put((args[2], None))
-        except Exception as e:  # noqa: BLE001 - reported by the parent; the next run's figures still come
-            results.put((args[2], f"{type(e).__name__}: {e}"))
+            run_id, seconds, error = pickle.load(results)
+        except (EOFError, pickle.UnpicklingError, OSError):
+            return  # the child finished or died; drain() draws what it left
+        with w.lock:
+            job = w.pending.get(run_id)
+        if job is None:
+            continue
+        if error is None:
+            try:
+                log_saved(job.output_dir / "figures", seconds, run_id, job.uri, job.step)
+            except Exception as e:  # noqa: BLE001 - the run's results stand without its figures
+                error = f"{type(e).__name__}: {e}"
+        if error is not None:
+            log.warning("figures of run %s failed: %s", run_id, error)
+        with w.lock:
+            w.pending.pop(run_id, None)
+            if error is not None:
+                w.failed.append(run_id)
 
 
 def start() -> None:
-    """Start the background process now (if not running), so that its imports overlap the first run's training."""
+    """Start the background process now (if not running), so that its imports overlap this run's training."""
     global _worker
-    if _worker is None:
-        # A plain process and queues, not a ProcessPoolExecutor: its manager thread is not a daemon, and a
-        # process exiting through trainer.shutdown joins such threads before the atexit handler that stops it.
-        ctx = multiprocessing.get_context("spawn")
-        tasks, results = ctx.Queue(), ctx.Queue()
-        process = ctx.Process(target=_serve, args=(tasks, results), name="figures", daemon=True)
-        process.start()
-        _worker = _Worker(process, tasks, results)
-        atexit.register(drain)  # runs before multiprocessing's own handler, which would stop it
+    if _worker is not None:
+        return
+    root = str(Path(__file__).resolve().parents[1])
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))),
+                        "MPLBACKEND": "Agg"}
+    process = subprocess.Popen([sys.executable, "-m", "trainer.figure_worker"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, env=env, start_new_session=False)
+    reader = threading.Thread(target=lambda: _log_results(w, process.stdout), name="figure-results", daemon=True)
+    w = _Worker(process, reader)
+    reader.start()
+    _worker = w
+    atexit.register(drain)
 
 
-def submit(inp: FigureInputs, output_dir: Path | None, run_id: str, uri: str, step: int) -> None:
-    """Hand a finished run's figures to the background process (started on first use)."""
+def submit(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int) -> None:
+    """Hand a finished run's figures to the background process (started on first use); drawn here if it is gone."""
     start()
     assert _worker is not None
-    _worker.tasks.put((inp, output_dir, run_id, uri, step))
-    _worker.pending += 1
+    with _worker.lock:
+        _worker.pending[run_id] = _Job(inp, output_dir, uri, step)
+    try:
+        pickle.dump((inp, output_dir, run_id), _worker.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        _worker.process.stdin.flush()
+    except OSError:  # the process died: drain() draws what it left
+        pass
 
 
 def drain() -> list[str]:
-    """Wait for every figure handed over and stop the process; the run ids whose figures failed (each logged
-    as a warning: a run's results stand without its figures)."""
+    """Wait for every figure handed over and stop the process; draw here any run it left; return the run ids
+    whose figures failed (each logged as a warning: a run's results stand without its figures)."""
     global _worker
     if _worker is None:
         return []
     w, _worker = _worker, None
     if w.pending:
-        log.info("waiting for the figures of %d run(s) drawn in the background", w.pending)
-    w.tasks.put(None)
-    failed = []
-    while w.pending:
+        log.info("waiting for the figures of %d run(s) drawn in the background", len(w.pending))
+    try:
+        w.process.stdin.close()  # EOF: the child finishes its queue and exits
+    except OSError:
+        pass
+    w.reader.join()  # returns when the child closes its stdout: after its last result, or when it dies
+    w.process.wait()
+    left = list(w.pending.items())
+    if left:
+        log.warning("the figure process ended (exit code %s) with %d run(s) not drawn: drawing them here",
+                    w.process.returncode, len(left))
+    for run_id, job in left:
         try:
-            run_id, error = w.results.get(timeout=1.0)
-        except queue.Empty:
-            if w.process.is_alive():
-                continue
-            failed.append("?")
-            log.warning("the figure process ended (exit code %s) with %d run(s) not drawn", w.process.exitcode,
-                        w.pending)
-            break
-        w.pending -= 1
-        if error is not None:
-            failed.append(run_id)
-            log.warning("figures of run %s failed: %s", run_id, error)
-    w.process.join()
-    return failed
+            draw_and_log(job.inp, job.output_dir, run_id, job.uri, job.step)
+        except Exception as e:  # noqa: BLE001 - the run's results stand without its figures
+            log.warning("figures of run %s failed: %s", run_id, f"{type(e).__name__}: {e}")
+            w.failed.append(run_id)
+    return w.failed
+
+
+def _serve(tasks: IO[bytes], results: IO[bytes]) -> None:
+    """The child: draw each run read from tasks until EOF; report (run id, seconds, error or None) on results."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep; the figures of finished runs still come
+    try:
+        os.nice(NICE)
+    except OSError:  # not permitted: the figures compete as equals, still off the training path
+        pass
+    while True:
+        try:
+            inp, output_dir, run_id = pickle.load(tasks)
+        except EOFError:
+            return
+        try:
+            _, seconds = save(inp, output_dir)
+            report = (run_id, seconds, None)
+        except Exception as e:  # noqa: BLE001 - reported by the parent; the next run's figures still come
+            report = (run_id, 0.0, f"{type(e).__name__}: {e}")
+        pickle.dump(report, results)
+        results.flush()
+
+
+if __name__ == "__main__":
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # anything printed goes to the sweep's log, not into the results stream
+    _serve(sys.stdin.buffer, out)

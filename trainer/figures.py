@@ -176,40 +176,35 @@ def make_figures(inp: FigureInputs) -> dict[str, Figure]:
     return {name: build(inp) for name, build in FIGURES.items()}
 
 
-def log_figures(figures: dict[str, Figure], output_dir: Path | None, run_id: str | None = None,
-                uri: str | None = None) -> None:
-    """Save each figure as output_dir/figures/<name>.png and log them to the run as figures/ (the active
-    MLflow run, or run_id in the store at uri).
+def save(inp: FigureInputs, output_dir: Path) -> tuple[Path, float]:
+    """Draw every figure of a run into output_dir/figures/<name>.png; return that folder and the seconds it took.
 
-    Without an output folder (a run outside Hydra) they go through a temporary folder. Each figure is
-    rendered once and the folder logged in one call: mlflow.log_figure would render it a second time for
-    the same PNG, which doubled the time the figures add to a run.
+    Each figure is rendered once, by the Agg canvas (mlflow.log_figure would render it a second time for the
+    same PNG). Needs numpy and matplotlib only: trainer.figure_worker calls it in a process without torch or mlflow.
     """
-    import tempfile
-
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = (output_dir if output_dir is not None else Path(tmp)) / "figures"
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, fig in figures.items():
-            fig.savefig(folder / f"{name}.png")
-        if run_id is None:
-            mlflow.log_artifacts(str(folder), "figures")
-        else:
-            MlflowClient(uri).log_artifacts(run_id, str(folder), "figures")
-
-
-def draw_and_log(inp: FigureInputs, output_dir: Path | None, run_id: str, uri: str, step: int) -> float:
-    """Draw every figure of a finished run, log them to it with their time as time/figures_s (seconds, at step);
-    return that time. Picklable arguments only: trainer.figure_worker runs it in another process."""
     import time
 
+    start = time.perf_counter()
+    folder = output_dir / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, fig in make_figures(inp).items():
+        fig.savefig(folder / f"{name}.png")
+    return folder, time.perf_counter() - start
+
+
+def log_saved(folder: Path, seconds: float, run_id: str, uri: str, step: int) -> None:
+    """Log a folder of figures to run_id (in the store at uri) as figures/, and time/figures_s (seconds, at step).
+    A finished run takes them as well as a running one."""
     from mlflow.tracking import MlflowClient
 
-    start = time.perf_counter()
-    log_figures(make_figures(inp), output_dir, run_id, uri)
-    seconds = time.perf_counter() - start
-    MlflowClient(uri).log_metric(run_id, "time/figures_s", seconds, step=step)
+    client = MlflowClient(uri)
+    client.log_artifacts(run_id, str(folder), "figures")
+    client.log_metric(run_id, "time/figures_s", seconds, step=step)
+
+
+def draw_and_log(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int) -> float:
+    """Draw every figure of a finished run into output_dir/figures, log them to it with time/figures_s; return
+    that time (seconds)."""
+    folder, seconds = save(inp, output_dir)
+    log_saved(folder, seconds, run_id, uri, step)
     return seconds

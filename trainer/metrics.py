@@ -16,9 +16,12 @@ import logging
 import re
 import unicodedata
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,8 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, classes: 
 
     ce is the plain mean cross-entropy of the true class. The set is read to the host once.
     """
+    import torch  # here: the figure process (trainer.figure_worker) imports this module without torch
+
     names = [str(c) for c in range(classes)] if isinstance(classes, int) else classes
     num_classes = len(names)
     logits = logits.float()
