@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from conftest import train_cli
 from mlflow.tracking import MlflowClient
 
@@ -18,7 +17,6 @@ FIGURES = {"figures/confusion_matrix.png", "figures/curves.png", "figures/recall
            "figures/reliability.png"}
 
 
-@pytest.mark.slow
 def test_a_sweep_logs_every_runs_figures_and_reuses_its_data(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ("trainer.epochs=2", "trainer.patience=null", f"tracking.uri={uri}")
@@ -48,7 +46,6 @@ def test_a_sweep_logs_every_runs_figures_and_reuses_its_data(tmp_path):
     assert weighted.data.metrics["test/ce"] == alone.data.metrics["test/ce"]
 
 
-@pytest.mark.slow
 def test_the_background_process_draws_each_run_and_reports_a_failed_one(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -68,7 +65,6 @@ def _inputs() -> FigureInputs:
                         [{"epoch": 1, "train/ce": 1.0, "val/ce": 1.1, "train/loss": 1.0, "val/loss": 1.1}], 1, "t")
 
 
-@pytest.mark.slow
 def test_runs_the_background_process_left_are_drawn_at_exit(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import multiprocessing
 import os
 import pickle
 import subprocess
@@ -56,10 +55,10 @@ class _Worker:
 _worker: _Worker | None = None
 
 
-def wanted(multirun: bool, threads: int, share: int) -> bool:
-    """Whether a run's figures go to the background process: a job of a multirun in this main process whose
-    CPU share leaves IDLE_CORES core(s) beside its torch threads."""
-    return multirun and multiprocessing.parent_process() is None and share - threads >= IDLE_CORES
+def wanted(in_sweep_process: bool, threads: int, share: int) -> bool:
+    """Whether a run's figures go to the background process: a multirun's job run by the sweep's own process
+    (Hydra's basic launcher) whose CPU share leaves IDLE_CORES core(s) beside its torch threads."""
+    return in_sweep_process and share - threads >= IDLE_CORES
 
 
 def _log_results(w: _Worker, results: IO[bytes]) -> None:

@@ -92,15 +92,36 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def _hydra_job() -> tuple[str | None, Path | None, bool]:
-    """(overrides as a run name, the job's output folder, whether it is a multirun's job) when run by Hydra."""
+@dataclass(frozen=True)
+class HydraJob:
+    """How Hydra runs this job; empty outside Hydra (a run started from Python, scripts/reproduce.py)."""
+
+    name: str | None = None  # the job's overrides (override_dirname): the run's default name
+    output_dir: Path | None = None  # the job's folder
+    mode: str | None = None  # "RUN" (a single run) or "MULTIRUN" (a job of a sweep)
+    launcher: dict = field(default_factory=dict)  # hydra.launcher, resolved: its _target_ and settings
+    overrides: tuple[str, ...] = ()  # the job's task overrides, as typed or added by the sweep
+
+    @property
+    def multirun(self) -> bool:
+        return self.mode == "MULTIRUN"
+
+    @property
+    def in_launcher_worker(self) -> bool:
+        """A multirun's job in a launcher's worker process (joblib, submitit, ray), not in the sweep's own."""
+        return self.multirun and not str(self.launcher.get("_target_", "")).endswith(".BasicLauncher")
+
+
+def hydra_job() -> HydraJob:
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
-        return None, None, False
+        return HydraJob()
     hc = HydraConfig.get()
-    return hc.job.override_dirname or None, Path(hc.runtime.output_dir), hc.mode == RunMode.MULTIRUN
+    launcher = hc.get("launcher")
+    return HydraJob(hc.job.override_dirname or None, Path(hc.runtime.output_dir), hc.mode.name,
+                    {} if launcher is None else OmegaConf.to_container(launcher, resolve=True),
+                    tuple(hc.overrides.task))
 
 
 def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
@@ -113,9 +134,10 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
     validate(cfg)
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
-    overrides, output_dir, multirun = _hydra_job()
+    job = hydra_job()
+    output_dir, multirun = job.output_dir, job.multirun
     parent = OmegaConf.select(cfg, "tracking.parent_run_id")  # set by trainer.tracking.SweepCallback in a sweep
-    run_name = mask_overrides(cfg.tracking.run_name or overrides or "defaults")
+    run_name = mask_overrides(cfg.tracking.run_name or job.name or "defaults")
     device = pick_device(cfg.trainer.device)
 
     import mlflow
@@ -179,9 +201,10 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout)
         model = with_inputs(model, ds, cfg.dataset).to(device)  # images: normalised (and augmented) on the device
         cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device,
-                             threads.hydra_launcher())
+                             job.launcher)
         torch.set_num_threads(cpu.threads)
-        background_figures = figure_worker.wanted(multirun, cpu.threads, cpu.share)
+        background_figures = figure_worker.wanted(multirun and not job.in_launcher_worker, cpu.threads,
+                                                    cpu.share)
         if background_figures:
             figure_worker.start()  # its imports overlap this run's training
         log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
@@ -349,20 +372,16 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_swe
     print("\n".join(lines), flush=True)
 
 
-def _has_checkpoint(run_id: str) -> bool:
+def _has_checkpoint(run_id: str, job: HydraJob) -> bool:
     """Whether the run wrote a checkpoint of its own (another run's may sit in a shared output folder)."""
     from trainer.checkpoint import FILENAME, owner
 
-    return owner(_output_dir(_hydra_job()[1], run_id) / FILENAME) == run_id
+    return owner(_output_dir(job.output_dir, run_id) / FILENAME) == run_id
 
 
-def _resume_overrides() -> str:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return ""
+def _resume_overrides(job: HydraJob) -> str:
     kept: dict[str, str] = {}  # the last override of each key: a sweep's job has tracking.uri twice
-    for o in HydraConfig.get().overrides.task:
+    for o in job.overrides:
         key = o.split("=", 1)[0]
         if key not in ("trainer.resume", "tracking.parent_run_id"):
             kept.pop(key, None)
@@ -370,23 +389,11 @@ def _resume_overrides() -> str:
     return " ".join(kept.values())
 
 
-def _in_launcher_worker() -> bool:
-    """True when this job runs in a launcher's worker process (joblib, submitit, ray), not in the sweep's own."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return False
-    return not str(HydraConfig.get().launcher._target_).endswith(".BasicLauncher")
-
-
 def main(cfg: DictConfig) -> RunResult:
     """Entry point for train.py: run, and turn a user error into one message and exit code 2 (single runs).
 
     Returns the RunResult (run id, final val and test metrics): a search's objective is read from it."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
+    job = hydra_job()
     try:
         return run(cfg)
     except Interrupted as e:
@@ -394,17 +401,17 @@ def main(cfg: DictConfig) -> RunResult:
 
         last = mlflow.last_active_run()  # a signal outside training interrupts before run() knows its id
         run_id = e.run_id or (last.info.run_id if last is not None else None)
-        command = f"python train.py {_resume_overrides()} trainer.resume={run_id}"
-        if run_id and not cfg.trainer.get("resume") and not _has_checkpoint(run_id):
+        command = f"python train.py {_resume_overrides(job)} trainer.resume={run_id}"
+        if run_id and not cfg.trainer.get("resume") and not _has_checkpoint(run_id, job):
             how = f" before its first checkpoint; start it again from the beginning, in the same run, with:\n  {command}"
         else:
             how = f"; continue it with:\n  {command}" if run_id else ""
         print(f"{e}. The run ended KILLED{how}", file=sys.stderr, flush=True)
-        if _in_launcher_worker():  # submitit and joblib learn of a failed job from an exception, not an exit
+        if job.in_launcher_worker:  # submitit and joblib learn of a failed job from an exception, not an exit
             raise RuntimeError(f"job {e}") from None
         sys.exit(e.exit_code)
     except UserError as e:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
+        if job.mode == "RUN":
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
         log.error("%s", e)  # in a sweep, Hydra records the job as failed and goes on with the others

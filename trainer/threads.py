@@ -57,17 +57,6 @@ def cpu_share(launcher: dict | None = None, environ: dict[str, str] | None = Non
     return cores, source
 
 
-def hydra_launcher() -> dict | None:
-    """The Hydra launcher's config of the running job as a plain dict (None outside Hydra)."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if not HydraConfig.initialized():
-        return None
-    launcher = HydraConfig.get().get("launcher")
-    return None if launcher is None else OmegaConf.to_container(launcher, resolve=True)
-
-
 def macs_per_sample(model: nn.Module, in_shape: Sequence[int], device: torch.device) -> float:
     """Multiply-adds of one forward pass of one sample through the model's linear and convolution layers
     (weights x output positions), counted with forward hooks on a zero input in eval mode."""
