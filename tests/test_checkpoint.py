@@ -332,7 +332,8 @@ def test_ctrl_c_writes_a_checkpoint_ends_killed_and_prints_the_resume_command(tm
     r = client.get_run(run_id)
     assert proc.returncode == 128 + signal.SIGINT and r.info.status == "KILLED"
     assert "interrupted by SIGINT" in r.data.tags["error"] and "Traceback" not in stderr
-    assert f"python train.py {' '.join(CLI)} trainer.resume={run_id}" in stderr
+    # the printed command works where the user stands: train.py by its path from outside the repository
+    assert f"python {ROOT / 'train.py'} {' '.join(CLI)} trainer.resume={run_id}" in stderr
     assert checkpoint.load(Path(r.data.tags["checkpoint.path"]), run_id)["loop"]["epoch"] >= 1
 
 

@@ -328,7 +328,8 @@ def test_the_harness_experiment_declares_model_training_and_keeps_a_kind_a_user_
 
 def test_the_end_of_a_sweep_names_the_compare_command_and_the_runs_page():
     hint = compare.sweep_hint("sqlite:////x/mlflow.db", "abc", "3")
-    assert "python scripts/compare.py --parent abc --tracking-uri sqlite:////x/mlflow.db" in hint
+    # tests run in a temporary folder (conftest): the script by its path from there
+    assert f"python {ROOT / 'scripts' / 'compare.py'} --parent abc --tracking-uri sqlite:////x/mlflow.db" in hint
     assert "#/experiments/3?workflowType=machine_learning" in hint
     assert "open http://h:5000/#/experiments/3?" in compare.sweep_hint("http://h:5000", "abc", "3")
 

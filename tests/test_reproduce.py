@@ -177,3 +177,12 @@ def test_environment_and_secret_settings_never_reach_mlflow(tmp_path, capsys):
     assert reproduce_main([r.info.run_id, "--tracking-uri", store]) == 2
     assert "tracking.api_token" in capsys.readouterr().err
     assert reproduce_main([r.info.run_id, "--tracking-uri", store, "--set", f"tracking.api_token={secret}"]) == 0
+
+
+def test_printed_commands_name_the_scripts_as_typed_from_the_working_folder(tmp_path):
+    from trainer.provenance import REPO, script
+
+    assert script("train.py", cwd=REPO) == "train.py"
+    assert script("scripts/compare.py", cwd=REPO / "scripts") == "compare.py"
+    assert script("train.py", cwd=tmp_path) == str(REPO / "train.py")  # from elsewhere: the absolute path
+    assert script("no_such_script.py", cwd=REPO) == "no_such_script.py"  # not in a checkout: the bare name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import CONF, train_cli
+from conftest import CONF, ROOT, train_cli
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
@@ -164,7 +164,7 @@ def test_a_search_on_sqlite_records_the_study_and_its_best_trial_reproduces(tmp_
     assert best_run.data.tags["optuna.trial"] == tags["optuna.best_trial"]
 
     command = shlex.split(tags["optuna.best_command"])
-    assert command[:2] == ["python", "train.py"] and f"optim.lr={study.best_params['optim.lr']!r}" in command
+    assert command[:2] == ["python", str(ROOT / "train.py")] and f"optim.lr={study.best_params['optim.lr']!r}" in command
     again = train_cli(*command[2:], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert _summary_val(again.stdout, 2) == pytest.approx(study.best_value, abs=5e-5)

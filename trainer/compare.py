@@ -508,7 +508,10 @@ def sweep_hint(uri: str, parent_run_id: str, experiment_id: str) -> str:
     store = "" if uri == default_uri() else f" --tracking-uri {uri}"
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     ui = "open" if uri.startswith(("http://", "https://")) else f"{ui_command(uri)}, then open"
-    return (f"Compare this sweep (paired tests, report): python scripts/compare.py --parent {parent_run_id}{store}\n"
+    from trainer.provenance import script
+
+    return (f"Compare this sweep (paired tests, report): python {script('scripts/compare.py')} --parent "
+            f"{parent_run_id}{store}\n"
             f"Its runs in the UI: {ui} {base}/{UI_RUNS.format(experiment_id)}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import shlex
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -49,6 +50,19 @@ def git_state(repo: Path = REPO) -> GitState:
     if untracked:
         diff += "\n# untracked files, not in the diff above:\n" + "".join(f"#   {p}\n" for p in untracked)
     return GitState(commit, True, diff)
+
+
+def script(name: str, cwd: Path | None = None) -> str:
+    """One of the project's scripts (train.py, scripts/compare.py) as a printed command names it for the user to
+    type where they are: relative to the working folder when it lies below it (`train.py` from the repository's
+    root), else its absolute path; the bare name when the code does not run from a checkout."""
+    path = REPO / name
+    if not path.is_file():
+        return name
+    try:
+        return shlex.quote(str(path.relative_to(Path.cwd() if cwd is None else cwd)))
+    except ValueError:
+        return shlex.quote(str(path))
 
 
 def versions() -> dict[str, str]:

@@ -401,7 +401,9 @@ def main(cfg: DictConfig) -> RunResult:
 
         last = mlflow.last_active_run()  # a signal outside training interrupts before run() knows its id
         run_id = e.run_id or (last.info.run_id if last is not None else None)
-        command = f"python train.py {_resume_overrides(job)} trainer.resume={run_id}"
+        from trainer.provenance import script
+
+        command = f"python {script('train.py')} {_resume_overrides(job)} trainer.resume={run_id}"
         if run_id and not cfg.trainer.get("resume") and not _has_checkpoint(run_id, job):
             how = f" before its first checkpoint; start it again from the beginning, in the same run, with:\n  {command}"
         else:
