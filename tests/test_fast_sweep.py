@@ -86,3 +86,18 @@ def test_the_figure_process_imports_neither_torch_nor_mlflow():
                           "print(sorted(m for m in ('torch', 'mlflow', 'hydra', 'sklearn') if m in sys.modules))"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_run_draws_its_own_figures_when_the_background_process_cannot_start(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("figs")).info.run_id
+
+    def refuse(*args, **kwargs):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(figure_worker.subprocess, "Popen", refuse)
+    assert figure_worker.start() is False
+    figure_worker.submit(_inputs(), tmp_path / "a", run_id, uri, 1)  # drawn here and now
+    assert {a.path for a in client.list_artifacts(run_id, "figures")} == FIGURES
+    assert figure_worker.drain() == []

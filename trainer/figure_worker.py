@@ -85,26 +85,35 @@ def _log_results(w: _Worker, results: IO[bytes]) -> None:
                 w.failed.append(run_id)
 
 
-def start() -> None:
-    """Start the background process now (if not running), so that its imports overlap this run's training."""
+def start() -> bool:
+    """Start the background process now (if not running), so that its imports overlap this run's training;
+    False (and a warning) when it cannot be started: the run then draws its own figures."""
     global _worker
     if _worker is not None:
-        return
+        return True
     root = str(Path(__file__).resolve().parents[1])
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))),
                         "MPLBACKEND": "Agg"}
-    process = subprocess.Popen([sys.executable, "-m", "trainer.figure_worker"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, env=env, start_new_session=False)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "trainer.figure_worker"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, env=env)
+    except OSError as e:
+        log.warning("figures drawn in the run: the background process did not start (%s)", e)
+        return False
     reader = threading.Thread(target=lambda: _log_results(w, process.stdout), name="figure-results", daemon=True)
     w = _Worker(process, reader)
     reader.start()
     _worker = w
     atexit.register(drain)
+    return True
 
 
 def submit(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int) -> None:
-    """Hand a finished run's figures to the background process (started on first use); drawn here if it is gone."""
-    start()
+    """Hand a finished run's figures to the background process (started on first use); drawn here if it is gone
+    or cannot start."""
+    if not start():
+        draw_and_log(inp, output_dir, run_id, uri, step)
+        return
     assert _worker is not None
     with _worker.lock:
         _worker.pending[run_id] = _Job(inp, output_dir, uri, step)

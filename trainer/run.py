@@ -206,7 +206,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         background_figures = figure_worker.wanted(multirun and not job.in_launcher_worker, cpu.threads,
                                                     cpu.share)
         if background_figures:
-            figure_worker.start()  # its imports overlap this run's training
+            background_figures = figure_worker.start()  # its imports overlap this run's training
         log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
                  "" if cpu.macs_per_step is None else f", {cpu.macs_per_step / 1e6:.1f} M multiply-adds per step")
         model = accelerate(model, cfg.trainer, device)  # bf16, channels-last, torch.compile when asked
