@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import train_cli
 from mlflow.tracking import MlflowClient
 
@@ -33,7 +34,9 @@ def test_sweep_makes_child_runs_of_one_parent_named_after_their_overrides(tmp_pa
 def test_a_failing_job_fails_the_parent_and_leaves_nothing_running(tmp_path):
     # focal with a scalar alpha is refused on ten classes: that job fails inside its run, the other finishes
     proc = train_cli("-m", "loss=plain,focal", "+loss.alpha=0.25", "trainer.epochs=1", cwd=tmp_path)
-    assert proc.returncode != 0
+    # one line and exit 2, as a single run reports it, not Hydra's traceback of the job
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "error: the job with +loss.alpha=0.25,loss=focal,trainer.epochs=1: loss.alpha" in proc.stderr
     runs = _runs(tmp_path)
     status = {r.info.run_name: r.info.status for r in runs}
     assert not [s for s in status.values() if s == "RUNNING"], status
@@ -58,6 +61,8 @@ def test_the_readme_sweep_makes_eight_runs(tmp_path):
     (["loss=plain,focal", "+loss.gama=2"], "did you mean loss.gamma?"),
     (["loss=plain,focall"], "the job with loss=focall"),
     (["loss=plain,weighted", "tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 cannot be reached"),
+    pytest.param(["seed=0,1", "trainer.device=cuda"], "trainer.device=cuda, but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there")),
 ])
 def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_any_job(tmp_path, args, says):
     proc = train_cli("-m", *args, "trainer.epochs=1", cwd=tmp_path, timeout=120)

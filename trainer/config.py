@@ -88,6 +88,11 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "trainer.epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1, e.g. trainer.epochs=40")
     _check(cfg, "trainer.batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1, e.g. 64")
     _check(cfg, "trainer.device", lambda v: v in DEVICES, "one of " + " | ".join(DEVICES))
+    if _get(cfg, "trainer.device") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("trainer.device=cuda, but torch sees no CUDA device here. Use trainer.device=auto or cpu.")
     _check(cfg, "trainer.patience", lambda v: v is None or (_is_int(v) and v >= 1),
            "null (no early stopping) or an integer >= 1")
     _check(cfg, "trainer.monitor", lambda v: isinstance(v, str) and v.removeprefix("val/") in MONITORS,

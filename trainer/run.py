@@ -83,12 +83,11 @@ def prepare(cfg: DictConfig) -> Prepared:
 
 
 def pick_device(name: str):
+    """The torch device of trainer.device (auto: CUDA when torch sees one; validate refused cuda without it)."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("trainer.device=cuda, but torch sees no CUDA device here. Use trainer.device=auto or cpu.")
     return torch.device(name)
 
 
@@ -100,6 +99,7 @@ class HydraJob:
     output_dir: Path | None = None  # the job's folder
     mode: str | None = None  # "RUN" (a single run) or "MULTIRUN" (a job of a sweep)
     launcher: dict = field(default_factory=dict)  # hydra.launcher, resolved: its _target_ and settings
+    sweeper: str = ""  # hydra.sweeper._target_
     overrides: tuple[str, ...] = ()  # the job's task overrides, as typed or added by the sweep
 
     @property
@@ -111,6 +111,13 @@ class HydraJob:
         """A multirun's job in a launcher's worker process (joblib, submitit, ray), not in the sweep's own."""
         return self.multirun and not str(self.launcher.get("_target_", "")).endswith(".BasicLauncher")
 
+    @property
+    def stops_on_error(self) -> bool:
+        """A single run, or a job of a basic sweep run by the sweep's own process: Hydra's basic sweeper ends the
+        sweep at a failed job anyway (the Optuna sweeper records a failed trial and goes on)."""
+        return self.mode == "RUN" or (self.multirun and not self.in_launcher_worker
+                                      and self.sweeper.endswith(".BasicSweeper"))
+
 
 def hydra_job() -> HydraJob:
     from hydra.core.hydra_config import HydraConfig
@@ -121,7 +128,7 @@ def hydra_job() -> HydraJob:
     launcher = hc.get("launcher")
     return HydraJob(hc.job.override_dirname or None, Path(hc.runtime.output_dir), hc.mode.name,
                     {} if launcher is None else OmegaConf.to_container(launcher, resolve=True),
-                    tuple(hc.overrides.task))
+                    str(hc.sweeper.get("_target_", "")), tuple(hc.overrides.task))
 
 
 def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
@@ -413,9 +420,10 @@ def main(cfg: DictConfig) -> RunResult:
             raise RuntimeError(f"job {e}") from None
         sys.exit(e.exit_code)
     except UserError as e:
-        if job.mode == "RUN":
-            print(f"error: {e}", file=sys.stderr, flush=True)
+        if job.stops_on_error:  # one line and exit 2, not Hydra's traceback of the job
+            which = f"the job with {job.name}: " if job.multirun and job.name else ""
+            print(f"error: {which}{e}", file=sys.stderr, flush=True)
             sys.exit(2)
-        log.error("%s", e)  # in a sweep, Hydra records the job as failed and goes on with the others
+        log.error("%s", e)  # a launcher's worker or a search's trial: the sweep records the job as failed
         raise
 
