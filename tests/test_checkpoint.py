@@ -324,14 +324,15 @@ def test_sigkill_leaves_a_checkpoint_that_resumes_to_the_result_of_an_uninterrup
     assert _histories(client, run_id) == _histories(client, fresh.run_id)
 
 
-def test_ctrl_c_writes_a_checkpoint_ends_killed_and_prints_the_resume_command(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])  # Ctrl-C; the terminal closed, ssh lost
+def test_ctrl_c_writes_a_checkpoint_ends_killed_and_prints_the_resume_command(tmp_path, signum):
     proc = _start_cli_and_wait_for_a_checkpoint(tmp_path)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=300)
     client, run_id = _only_run(tmp_path)
     r = client.get_run(run_id)
-    assert proc.returncode == 128 + signal.SIGINT and r.info.status == "KILLED"
-    assert "interrupted by SIGINT" in r.data.tags["error"] and "Traceback" not in stderr
+    assert proc.returncode == 128 + signum and r.info.status == "KILLED"
+    assert f"interrupted by {signum.name}" in r.data.tags["error"] and "Traceback" not in stderr
     # the printed command works where the user stands: train.py by its path from outside the repository
     assert f"python {ROOT / 'train.py'} {' '.join(CLI)} trainer.resume={run_id}" in stderr
     assert checkpoint.load(Path(r.data.tags["checkpoint.path"]), run_id)["loop"]["epoch"] >= 1

@@ -101,3 +101,24 @@ def test_a_run_draws_its_own_figures_when_the_background_process_cannot_start(tm
     figure_worker.submit(_inputs(), tmp_path / "a", run_id, uri, 1)  # drawn here and now
     assert {a.path for a in client.list_artifacts(run_id, "figures")} == FIGURES
     assert figure_worker.drain() == []
+
+
+def test_a_signal_while_waiting_for_the_figures_stops_the_process_and_sets_the_exit_status(tmp_path, monkeypatch):
+    import os
+    import signal
+    import threading
+
+    from trainer import shutdown
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("figs")).info.run_id
+    assert figure_worker.start()
+    child = figure_worker._worker.process
+    os.kill(child.pid, signal.SIGSTOP)  # a figure process that does not get on: the sweep's process waits for it
+    figure_worker.submit(_inputs(), tmp_path / "a", run_id, uri, 1)  # returns at once all the same
+    monkeypatch.setattr(shutdown, "_exit_code_of_handlers", 0)
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C while drain() waits
+    assert figure_worker.drain() == [run_id]
+    assert child.poll() is not None  # stopped, not left behind
+    assert shutdown._exit_code_of_handlers == 128 + signal.SIGINT

@@ -8,7 +8,10 @@ and Hydra, 5 s, which made an earlier version of this worker slower than drawing
 in priority so that training goes first. It writes the PNGs into the run's output folder; a thread of this
 process logs them to the run (figures/, time/figures_s) as each run's are done, and at exit this process waits
 for the last ones. Runs it could not draw (the process failed or was killed) are drawn here at exit, so every
-run keeps its figures. Elsewhere (single runs, launcher workers, a model using the whole share) figures are
+run keeps its figures. A run never waits for it (another thread writes to its pipe). Ctrl-C or a closed
+terminal does not stop it: it finishes the runs handed over; a signal to the sweep's process while it waits
+for them stops it, and the exit status says so (128 + the signal). If the sweep's process is killed, it still
+draws what it was given into the output folders, without logging it. Elsewhere (single runs, launcher workers, a model using the whole share) figures are
 drawn in the run. Same content either way: trainer.figures.save draws them.
 
 Protocol: pickled (FigureInputs, output folder, run id) tuples on the child's stdin, EOF to finish; pickled
@@ -20,6 +23,7 @@ import atexit
 import logging
 import os
 import pickle
+import queue
 import subprocess
 import sys
 import threading
@@ -47,6 +51,8 @@ class _Job:
 class _Worker:
     process: subprocess.Popen
     reader: threading.Thread
+    writer: threading.Thread
+    tasks: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # what the writer hands over; None: the end
     pending: dict[str, _Job] = field(default_factory=dict)  # run id -> what it needs, until its figures are logged
     failed: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -59,6 +65,21 @@ def wanted(in_sweep_process: bool, threads: int, share: int) -> bool:
     """Whether a run's figures go to the background process: a multirun's job run by the sweep's own process
     (Hydra's basic launcher) whose CPU share leaves IDLE_CORES core(s) beside its torch threads."""
     return in_sweep_process and share - threads >= IDLE_CORES
+
+
+def _write_tasks(w: _Worker, pipe: IO[bytes]) -> None:
+    """This process's writer thread: hand each run over to the child, then close its stdin (EOF: finish). A run
+    never waits for the child: a full pipe (the child behind, or stopped) blocks this thread only."""
+    for task in iter(w.tasks.get, None):
+        try:
+            pickle.dump(task, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            pipe.flush()
+        except OSError:  # the child died: drain() draws what it left
+            break
+    try:
+        pipe.close()
+    except OSError:
+        pass
 
 
 def _log_results(w: _Worker, results: IO[bytes]) -> None:
@@ -101,8 +122,10 @@ def start() -> bool:
         log.warning("figures drawn in the run: the background process did not start (%s)", e)
         return False
     reader = threading.Thread(target=lambda: _log_results(w, process.stdout), name="figure-results", daemon=True)
-    w = _Worker(process, reader)
+    writer = threading.Thread(target=lambda: _write_tasks(w, process.stdin), name="figure-tasks", daemon=True)
+    w = _Worker(process, reader, writer)
     reader.start()
+    writer.start()
     _worker = w
     atexit.register(drain)
     return True
@@ -117,11 +140,7 @@ def submit(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int
     assert _worker is not None
     with _worker.lock:
         _worker.pending[run_id] = _Job(inp, output_dir, uri, step)
-    try:
-        pickle.dump((inp, output_dir, run_id), _worker.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-        _worker.process.stdin.flush()
-    except OSError:  # the process died: drain() draws what it left
-        pass
+    _worker.tasks.put((inp, output_dir, run_id))
 
 
 def drain() -> list[str]:
@@ -133,12 +152,25 @@ def drain() -> list[str]:
     w, _worker = _worker, None
     if w.pending:
         log.info("waiting for the figures of %d run(s) drawn in the background", len(w.pending))
+    w.tasks.put(None)  # the writer closes the child's stdin after the last run: it finishes its queue and exits
     try:
-        w.process.stdin.close()  # EOF: the child finishes its queue and exits
-    except OSError:
-        pass
-    w.reader.join()  # returns when the child closes its stdout: after its last result, or when it dies
-    w.process.wait()
+        w.writer.join()
+        w.reader.join()  # returns when the child closes its stdout: after its last result, or when it dies
+        w.process.wait()
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM or SIGHUP while waiting: stop drawing, keep what is drawn
+        from trainer.shutdown import set_exit_code
+
+        w.process.kill()
+        w.process.wait()
+        w.writer.join(timeout=10)
+        w.reader.join(timeout=10)
+        set_exit_code(getattr(e, "exit_code", 130))
+        with w.lock:
+            left_ids = list(w.pending)
+        if left_ids:
+            log.warning("%s while drawing figures: %d run(s) have none in MLflow (%s); what was drawn is in their "
+                        "output folders' figures/", str(e) or "interrupted by SIGINT", len(left_ids), ", ".join(left_ids))
+        return w.failed + left_ids
     left = list(w.pending.items())
     if left:
         log.warning("the figure process ended (exit code %s) with %d run(s) not drawn: drawing them here",
@@ -156,26 +188,36 @@ def _serve(tasks: IO[bytes], results: IO[bytes]) -> None:
     """The child: draw each run read from tasks until EOF; report (run id, seconds, error or None) on results."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the sweep; the figures of finished runs still come
+    # Ctrl-C and a closed terminal reach the whole process group: the sweep stops, the figures of its finished runs
+    # still come (the sweep's process stops this one if it is interrupted again while waiting for them)
+    for s in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
     try:
         os.nice(NICE)
     except OSError:  # not permitted: the figures compete as equals, still off the training path
         pass
+    parent_gone = False
     while True:
         try:
             inp, output_dir, run_id = pickle.load(tasks)
-        except EOFError:
+        except (EOFError, pickle.UnpicklingError):  # the end, or the sweep's process killed in mid-hand-over
             return
         try:
             _, seconds = save(inp, output_dir)
             report = (run_id, seconds, None)
         except Exception as e:  # noqa: BLE001 - reported by the parent; the next run's figures still come
             report = (run_id, 0.0, f"{type(e).__name__}: {e}")
-        pickle.dump(report, results)
-        results.flush()
+        if parent_gone:
+            continue
+        try:
+            pickle.dump(report, results)
+            results.flush()
+        except OSError:  # the sweep's process was killed: still draw what it handed over, into the output folders
+            parent_gone = True
 
 
 if __name__ == "__main__":
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed goes to the sweep's log, not into the results stream
     _serve(sys.stdin.buffer, out)
+    os._exit(0)  # no flush of a results pipe the sweep's process may have closed

@@ -1,4 +1,5 @@
-"""SIGINT and SIGTERM during training: finish the current step, write a checkpoint, then stop.
+"""SIGINT, SIGTERM and SIGHUP (the terminal closed, an ssh session lost) during training: finish the current step,
+write a checkpoint, then stop.
 
 Outside training (data preparation, evaluation at the end) and on a second signal, they stop at once.
 Either way the run's context manager (trainer.tracking.mlflow_run) ends the MLflow run KILLED, because
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -25,7 +26,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopRequest:
-    """Callable stop() for the training loop: true once SIGINT or SIGTERM arrived while deferring."""
+    """Callable stop() for the training loop: true once one of SIGNALS arrived while deferring."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -52,7 +53,7 @@ class StopRequest:
 
 @contextmanager
 def stop_request() -> Iterator[StopRequest]:
-    """Route SIGINT and SIGTERM to a StopRequest for the duration of the block, then restore the handlers.
+    """Route SIGNALS to a StopRequest for the duration of the block, then restore the handlers.
 
     Signal handlers can only be set from the main thread; elsewhere the block runs with the old handlers.
     """

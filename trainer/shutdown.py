@@ -12,8 +12,8 @@ The threading step must be Python's own: joining the non-daemon threads before t
 forever on an idle executor thread (joblib's loky manager after a sweep, MLflow's artifact-upload pool after a
 run refused before training), since only the hook tells those threads to stop.
 
-SIGTERM is turned into trainer.interrupt.Interrupted (a KeyboardInterrupt, as SIGINT already is) for the whole
-process, not only during training: a signal between the jobs of a sweep, while loading data or importing
+SIGTERM and SIGHUP are turned into trainer.interrupt.Interrupted (a KeyboardInterrupt, as SIGINT already is) for
+the whole process, not only during training: a signal between the jobs of a sweep, while loading data or importing
 modules then unwinds through the MLflow runs' context managers (ended KILLED) and the sweep's atexit handler
 (parent ended FAILED), instead of killing the process with its runs RUNNING.
 """
@@ -25,6 +25,16 @@ import signal
 import sys
 import threading
 from typing import Callable
+
+
+_exit_code_of_handlers = 0
+
+
+def set_exit_code(code: int) -> None:
+    """The exit status for a process whose work succeeded but whose exit handler a signal stopped (an atexit
+    handler cannot raise: Python prints the error and goes on)."""
+    global _exit_code_of_handlers
+    _exit_code_of_handlers = code
 
 
 def exit_code(e: SystemExit) -> int:
@@ -40,15 +50,18 @@ def exit_code(e: SystemExit) -> int:
 def run_then_exit(main: Callable[[], object]) -> None:
     """Call main(); on its return or sys.exit, finish the process without the module teardown.
 
-    SIGINT and SIGTERM end it with the shell's code 128 + the signal number and one line on stderr. Any other
-    exception propagates as usual, so Python prints its traceback and exits the ordinary way.
+    SIGINT, SIGTERM and SIGHUP end it with the shell's code 128 + the signal number and one line on stderr; so
+    does one that stops an exit handler (set_exit_code). Any other exception propagates as usual, so Python
+    prints its traceback and exits the ordinary way.
     """
-    from trainer.interrupt import Interrupted
+    from trainer.interrupt import SIGNALS, Interrupted
 
     def interrupt(signum: int, frame: object) -> None:
         raise Interrupted(signum)
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for s in SIGNALS:
+        if s != signal.SIGINT:  # Python's own SIGINT handler raises KeyboardInterrupt already
+            signal.signal(s, interrupt)
     try:
         main()
         code = 0
@@ -59,6 +72,7 @@ def run_then_exit(main: Callable[[], object]) -> None:
         code = getattr(e, "exit_code", 128 + signal.SIGINT)
     threading._shutdown()  # the step Python runs first at exit; private, stable since 3.4, still so in 3.13
     atexit._run_exitfuncs()
+    code = code or _exit_code_of_handlers
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
