@@ -61,6 +61,10 @@ def test_the_readme_sweep_makes_eight_runs(tmp_path):
     (["loss=plain,focal", "+loss.gama=2"], "did you mean loss.gamma?"),
     (["loss=plain,focall"], "the job with loss=focall"),
     (["loss=plain,weighted", "tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 cannot be reached"),
+    # a launcher whose plugin is not installed (hydra/launcher=joblib without the cluster extra)
+    (["seed=0,1", "hydra.launcher._target_=hydra_plugins.hydra_joblib_launcher.gone.JoblibLauncher"],
+     'hydra/launcher: hydra_plugins.hydra_joblib_launcher.gone.JoblibLauncher is not installed; install the cluster '
+     'extra: pip install -e ".[cluster]"'),
     pytest.param(["seed=0,1", "trainer.device=cuda"], "trainer.device=cuda, but torch sees no CUDA device",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there")),
 ])

@@ -34,12 +34,38 @@ def job_axes(config: DictConfig) -> OrderedDict[str, list[str]]:
     return axes
 
 
+def check_plugins(config: DictConfig) -> None:
+    """UserError when the sweep's launcher or sweeper class is not installed: the presets in conf/hydra/ compose
+    without their plugin package, and Hydra would fail after the sweep started, with a traceback."""
+    import importlib
+
+    for group in ("launcher", "sweeper"):
+        target = str(config.hydra[group].get("_target_", ""))
+        module, _, name = target.rpartition(".")
+        try:  # Hydra imports it next anyway
+            found = bool(module) and hasattr(importlib.import_module(module), name)
+        except ImportError:  # the plugin package, or what it needs, is missing
+            found = False
+        if not found:
+            extra = next((e for k, e in EXTRAS.items() if k in target), None)
+            how = (f'install the {extra} extra: pip install -e ".[{extra}]"' if extra else
+                   "install the package that provides it")
+            raise UserError(f"hydra/{group}: {target} is not installed; {how}, or drop hydra/{group}= to use "
+                            "Hydra's basic one")
+
+
+# plugin packages of pyproject.toml's extras, by a part of their module name
+EXTRAS = {"joblib": "cluster", "submitit": "cluster"}
+
+
 def check_sweep(config: DictConfig) -> None:
     """UserError naming the job's override and the bad setting, for the first value of a basic sweep that a run
-    would refuse. Does nothing for other sweepers (the Optuna sweeper checks its space) or outside a multirun."""
+    would refuse, or for a launcher or sweeper that is not installed. Does not check the values of other sweepers
+    (the Optuna sweeper checks its space)."""
     from hydra import compose
     from hydra.errors import HydraException
 
+    check_plugins(config)
     if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return
     axes = job_axes(config)
