@@ -55,7 +55,9 @@ def test_the_sweep_case_times_a_sequential_and_a_joblib_sweep_against_training_a
     sequential, floor, outside, joblib = rows
     assert "2 runs, sequential" in sequential["what"] and sequential["harness"] > sequential["bare"] > 0
     assert sequential["ratio"] == sequential["harness"] / sequential["bare"]
-    assert "bare loops in a row" in floor["what"] and floor["harness"] > floor["bare"] > 0
+    assert "bare script alone" in floor["what"] and floor["harness"] > floor["bare"] > 0
+    assert sequential["met"] == (sequential["ratio"] <= 1.5) and floor["met"] is None  # the verdict printed
+    assert outside["met"] == (outside["harness"] <= 0.5)
     assert floor["harness"] == joblib["bare"]  # the same script's wall time
     assert 0 < outside["harness"] < sequential["harness"] / 2 and outside["extra"]["to_first_run_s"] > 0
     assert "joblib 2 workers" in joblib["what"] and joblib["harness"] > 0 and joblib["bare"] > 0
