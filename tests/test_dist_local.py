@@ -143,10 +143,16 @@ def _sigterm_in_training(tmp_path, *launcher: str) -> tuple[str, str]:
 
 @pytest.mark.dist
 def test_sigterm_to_a_joblib_sweep_in_training_ends_every_run(tmp_path):
-    uri, _ = _sigterm_in_training(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    uri, err = _sigterm_in_training(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     parent, children = sweep_runs(uri, "ce-harness")
     assert parent.info.status == "FAILED"
     assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
+    # the workers were stopped with their jobs: the sweep's process prints how to continue each run
+    assert "2 run(s) of the sweep were stopped (KILLED); continue each with:" in err, err[-3000:]
+    for c in children:
+        line = next(x for x in err.splitlines() if x.endswith(f"trainer.resume={c.info.run_id}"))
+        assert f"python {ROOT / 'train.py'} " in line and f"seed={c.data.params['seed']}" in line
+        assert "tracking.uri=" in line and "parent_run_id" not in line
 
 
 @pytest.mark.dist

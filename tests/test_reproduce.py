@@ -186,3 +186,12 @@ def test_printed_commands_name_the_scripts_as_typed_from_the_working_folder(tmp_
     assert script("scripts/compare.py", cwd=REPO / "scripts") == "compare.py"
     assert script("train.py", cwd=tmp_path) == str(REPO / "train.py")  # from elsewhere: the absolute path
     assert script("no_such_script.py", cwd=REPO) == "no_such_script.py"  # not in a checkout: the bare name
+
+
+def test_the_resume_command_keeps_the_last_of_each_override_and_drops_the_sweep_s_own(monkeypatch):
+    from trainer.provenance import REPO, resume_command
+
+    monkeypatch.chdir(REPO)
+    job = ["tracking.uri=sqlite:///a.db", "tracking.parent_run_id=abc", "loss=focal", "tracking.uri=sqlite:///b.db",
+           "trainer.resume=old"]
+    assert resume_command(job, "f" * 32) == f"python train.py loss=focal tracking.uri=sqlite:///b.db trainer.resume={'f' * 32}"

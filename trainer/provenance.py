@@ -8,6 +8,7 @@ import hashlib
 import platform
 import shlex
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -63,6 +64,18 @@ def script(name: str, cwd: Path | None = None) -> str:
         return shlex.quote(str(path.relative_to(Path.cwd() if cwd is None else cwd)))
     except ValueError:
         return shlex.quote(str(path))
+
+
+def resume_command(overrides: Sequence[str], run_id: str) -> str:
+    """The command that continues run_id: train.py (as typed from here) with the job's overrides, the last of each
+    key (a sweep's job has tracking.uri twice), less trainer.resume and the sweep's tracking.parent_run_id."""
+    kept: dict[str, str] = {}
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        if key not in ("trainer.resume", "tracking.parent_run_id"):
+            kept.pop(key, None)
+            kept[key] = o
+    return " ".join([f"python {script('train.py')}", *kept.values(), f"trainer.resume={run_id}"])
 
 
 def versions() -> dict[str, str]:

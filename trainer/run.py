@@ -386,16 +386,6 @@ def _has_checkpoint(run_id: str, job: HydraJob) -> bool:
     return owner(_output_dir(job.output_dir, run_id) / FILENAME) == run_id
 
 
-def _resume_overrides(job: HydraJob) -> str:
-    kept: dict[str, str] = {}  # the last override of each key: a sweep's job has tracking.uri twice
-    for o in job.overrides:
-        key = o.split("=", 1)[0]
-        if key not in ("trainer.resume", "tracking.parent_run_id"):
-            kept.pop(key, None)
-            kept[key] = o
-    return " ".join(kept.values())
-
-
 def main(cfg: DictConfig) -> RunResult:
     """Entry point for train.py: run, and turn a user error into one message and exit code 2 (single runs).
 
@@ -408,9 +398,9 @@ def main(cfg: DictConfig) -> RunResult:
 
         last = mlflow.last_active_run()  # a signal outside training interrupts before run() knows its id
         run_id = e.run_id or (last.info.run_id if last is not None else None)
-        from trainer.provenance import script
+        from trainer.provenance import resume_command
 
-        command = f"python {script('train.py')} {_resume_overrides(job)} trainer.resume={run_id}"
+        command = resume_command(job.overrides, run_id)
         if run_id and not cfg.trainer.get("resume") and not _has_checkpoint(run_id, job):
             how = f" before its first checkpoint; start it again from the beginning, in the same run, with:\n  {command}"
         else:

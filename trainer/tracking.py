@@ -278,6 +278,18 @@ def handed_over(config: DictConfig, key: str) -> str | None:
     return str(found[-1].value()) if found else None
 
 
+def _resume_command(run: Any) -> str | None:
+    """The command that continues a sweep's stopped run, from the overrides Hydra wrote beside its checkpoint
+    (the job's .hydra/overrides.yaml); None when that folder is not on this machine."""
+    from trainer.provenance import resume_command
+
+    ckpt = run.data.tags.get("checkpoint.path")
+    overrides = Path(ckpt).parent / ".hydra" / "overrides.yaml" if ckpt else None
+    if overrides is None or not overrides.is_file():
+        return None
+    return resume_command([str(o) for o in OmegaConf.load(overrides)], run.info.run_id)
+
+
 class SweepCallback(Callback):
     """Creates the store, the experiment and a parent run once, before the jobs of a multirun start, and hands
     the store's URI and the parent's id to every job through the job's own config.
@@ -338,10 +350,16 @@ class SweepCallback(Callback):
             return
         children = client.search_runs([parent.info.experiment_id],
                                       filter_string=f"tags.mlflow.parentRunId = '{self._run_id}'")
+        stopped = []
         for child in children:
             if child.info.status == "RUNNING":  # its process was killed before it could end the run
                 client.set_tag(child.info.run_id, "error", "the sweep stopped while this run was running")
                 client.set_terminated(child.info.run_id, "KILLED")
+                stopped.append(child)
+        commands = [c for c in map(_resume_command, stopped) if c]
+        if commands:  # a launcher's worker was stopped with its job: it could not print this itself
+            print(f"{len(commands)} run(s) of the sweep were stopped (KILLED); continue each with:\n  "
+                  + "\n  ".join(commands), file=sys.stderr, flush=True)
         failed = [c.info.run_name for c in children if c.info.status != "FINISHED"]
         if failed or status != "FINISHED":
             client.set_tag(self._run_id, "error", f"runs not finished: {', '.join(failed) or 'sweep stopped'}")
