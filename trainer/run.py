@@ -126,7 +126,7 @@ def hydra_job() -> HydraJob:
         return HydraJob()
     hc = HydraConfig.get()
     launcher = hc.get("launcher")
-    return HydraJob(hc.job.override_dirname or None, Path(hc.runtime.output_dir), hc.mode.name,
+    return HydraJob(hc.job.override_dirname or None, Path(hc.runtime.output_dir), getattr(hc.mode, "name", None),
                     {} if launcher is None else OmegaConf.to_container(launcher, resolve=True),
                     str(hc.sweeper.get("_target_", "")), tuple(hc.overrides.task))
 
