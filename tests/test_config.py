@@ -1,6 +1,8 @@
 """Every option of every config group composes and validates; every bad value stops with a named key."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import CONF, make_cfg, train_cli
 from mlflow.tracking import MlflowClient
@@ -164,3 +166,17 @@ def test_output_folders_are_unique_per_run_even_within_one_second():
     first, second = folders(), folders()
     assert first[0] != second[0] and first[1] != second[1]
     assert first[0].startswith("outputs/runs/") and first[1].startswith("outputs/sweeps/")
+
+
+def test_setting_errors_survive_pickling_as_a_launcher_worker_sends_them_back():
+    # joblib returns a failed job's error by pickle: ConfigError(key, value, allowed) could not be rebuilt from its
+    # message, and the sweep reported a broken process pool instead
+    import pickle
+
+    from trainer.checkpoint import CheckpointError
+    from trainer.loop import NonFiniteLoss
+
+    for error in (ConfigError("loss.alpha", 0.25, "a list"), UnknownKey("loss.gama", 2, ["loss.gamma"]),
+                  CheckpointError(Path("/x/checkpoint.pt"), "truncated"), NonFiniteLoss(3, 4)):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error) and back.__dict__ == error.__dict__

@@ -165,3 +165,18 @@ def test_sigterm_to_a_submitit_local_sweep_stops_its_job_processes(tmp_path):
     assert parent.info.status == "FAILED"
     assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
     assert all("interrupted by SIGTERM" in c.data.tags.get("error", "") for c in children), err[-3000:]
+
+
+@pytest.mark.dist
+def test_a_setting_error_in_a_joblib_worker_is_one_line_and_the_other_jobs_finish(tmp_path):
+    # focal with a scalar alpha is refused on ten classes, inside the job's worker process
+    proc = train_cli("-m", "loss=plain,focal", "+loss.alpha=0.25", "trainer.epochs=1", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "BrokenProcessPool" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "the job with loss=focal" in errors[0] and "loss.alpha=0.25" in errors[0]
+    parent, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "ce-harness")
+    assert parent.info.status == "FAILED"
+    assert sorted((c.data.tags["loss"], c.info.status) for c in children) == [("focal", "FAILED"),
+                                                                               ("plain", "FINISHED")]

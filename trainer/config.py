@@ -16,6 +16,19 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 class UserError(Exception):
     """An error the user can fix by changing a setting; its message names the setting and the fix."""
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its class, message and attributes, whatever a subclass's __init__ takes: a launcher's worker
+        (joblib) sends a job's error back to the sweep by pickle, and ConfigError(key, value, allowed) could not be
+        rebuilt from its message (the sweep then reported a broken process pool, not the error)."""
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> UserError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[1] / "conf"

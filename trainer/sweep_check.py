@@ -8,6 +8,8 @@ and validated by trainer.config.validate.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -39,13 +41,17 @@ def check_plugins(config: DictConfig) -> None:
     without their plugin package, and Hydra would fail after the sweep started, with a traceback."""
     import importlib
 
-    for group in ("launcher", "sweeper"):
+    from hydra.plugins.launcher import Launcher
+    from hydra.plugins.sweeper import Sweeper
+
+    for group, base in (("launcher", Launcher), ("sweeper", Sweeper)):
         target = str(config.hydra[group].get("_target_", ""))
         module, _, name = target.rpartition(".")
         try:  # Hydra imports it next anyway
-            found = bool(module) and hasattr(importlib.import_module(module), name)
+            cls = getattr(importlib.import_module(module), name, None) if module else None
         except ImportError:  # the plugin package, or what it needs, is missing
-            found = False
+            cls = None
+        found = isinstance(cls, type) and issubclass(cls, base)  # hydra_plugins/ce_* stand in without their extra
         if not found:
             extra = next((e for k, e in EXTRAS.items() if k in target), None)
             how = (f'install the {extra} extra: pip install -e ".[{extra}]"' if extra else
@@ -80,3 +86,18 @@ def check_sweep(config: DictConfig) -> None:
             raise UserError(f"{which}{e}") from e
         except HydraException as e:
             raise UserError(f"{which}{' '.join(overrides)} does not compose: {e}") from e
+
+
+def stop_on_user_error(job_overrides: Sequence[Sequence[str]], results: Sequence[Any]) -> None:
+    """After a launcher's batch: the first job a setting stopped (trainer.config.UserError, sent back from its
+    worker) ends the sweep with one `error:` line naming the job and exit code 2, as the basic launcher's jobs
+    end it (trainer.run.main), instead of Hydra's traceback of the job. The batch's other jobs have finished."""
+    import sys
+
+    from hydra.core.utils import JobStatus
+
+    for overrides, result in zip(job_overrides, results):
+        error = getattr(result, "_return_value", None)  # JobReturn.return_value would raise it
+        if result.status == JobStatus.FAILED and isinstance(error, UserError):
+            print(f"error: the job with {' '.join(overrides)}: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)

@@ -1,5 +1,6 @@
 """Hydra's submitit local launcher, plus: a sweep stopped early (SIGINT, SIGTERM, a failed job) stops its job
-processes. Without it they outlived the launching process and trained on into runs already ended KILLED.
+processes (without it they outlived the launching process and trained on into runs already ended KILLED), and a
+job that a setting stopped ends the sweep with one `error:` line and exit 2 (trainer.sweep_check).
 
 submitit starts each job under a controller process (submitit.local._local) that forwards SIGTERM to its task;
 the launcher keeps the Job objects in a local variable, so the controllers are recorded as they start.
@@ -25,6 +26,8 @@ class LocalLauncher(_SubmititLocalLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
         import submitit.local.local as local
 
+        from trainer.sweep_check import stop_on_user_error
+
         started: list[Any] = []
         original = local.start_controller
 
@@ -35,12 +38,14 @@ class LocalLauncher(_SubmititLocalLauncher):
 
         local.start_controller = recording
         try:
-            return super().launch(job_overrides, initial_job_idx)
+            results = super().launch(job_overrides, initial_job_idx)
         except BaseException:
             stop(started)
             raise
         finally:
             local.start_controller = original
+        stop_on_user_error(job_overrides, results)  # a job's setting error: one line and exit 2
+        return results
 
 
 def stop(processes: list[Any], wait_s: float = STOP_WAIT_S) -> None:

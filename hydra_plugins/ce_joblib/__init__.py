@@ -1,0 +1,1 @@
+"""Hydra's joblib launcher with an addition for the harness (conf/hydra/launcher/joblib.yaml)."""
