@@ -195,3 +195,14 @@ def test_the_resume_command_keeps_the_last_of_each_override_and_drops_the_sweep_
     job = ["tracking.uri=sqlite:///a.db", "tracking.parent_run_id=abc", "loss=focal", "tracking.uri=sqlite:///b.db",
            "trainer.resume=old"]
     assert resume_command(job, "f" * 32) == f"python train.py loss=focal tracking.uri=sqlite:///b.db trainer.resume={'f' * 32}"
+
+
+def test_the_resume_command_pastes_into_a_shell_as_the_job_s_overrides(monkeypatch):
+    import shlex
+
+    from trainer.provenance import REPO, resume_command
+
+    monkeypatch.chdir(REPO)
+    job = ["model.hidden=[64, 32]", "tracking.run_name='my run'", "loss=plain"]
+    words = shlex.split(resume_command(job, "f" * 32))  # what the shell hands to train.py
+    assert words == ["python", "train.py", *job, f"trainer.resume={'f' * 32}"]

@@ -145,43 +145,55 @@ def submit(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int
 
 def drain() -> list[str]:
     """Wait for every figure handed over and stop the process; draw here any run it left; return the run ids
-    whose figures failed (each logged as a warning: a run's results stand without its figures)."""
+    whose figures failed (each logged as a warning: a run's results stand without its figures).
+
+    Ctrl-C, SIGTERM or SIGHUP meanwhile stops the drawing: one warning naming the runs left without figures
+    (what was drawn stays in their output folders) and the process's exit status 128 + the signal."""
     global _worker
     if _worker is None:
         return []
     w, _worker = _worker, None
-    if w.pending:
-        log.info("waiting for the figures of %d run(s) drawn in the background", len(w.pending))
     w.tasks.put(None)  # the writer closes the child's stdin after the last run: it finishes its queue and exits
     try:
+        if w.pending:
+            log.info("waiting for the figures of %d run(s) drawn in the background", len(w.pending))
         w.writer.join()
         w.reader.join()  # returns when the child closes its stdout: after its last result, or when it dies
         w.process.wait()
-    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM or SIGHUP while waiting: stop drawing, keep what is drawn
-        from trainer.shutdown import set_exit_code
-
-        w.process.kill()
-        w.process.wait()
-        w.writer.join(timeout=10)
-        w.reader.join(timeout=10)
-        set_exit_code(getattr(e, "exit_code", 130))
-        with w.lock:
-            left_ids = list(w.pending)
-        if left_ids:
-            log.warning("%s while drawing figures: %d run(s) have none in MLflow (%s); what was drawn is in their "
-                        "output folders' figures/", str(e) or "interrupted by SIGINT", len(left_ids), ", ".join(left_ids))
-        return w.failed + left_ids
-    left = list(w.pending.items())
-    if left:
-        log.warning("the figure process ended (exit code %s) with %d run(s) not drawn: drawing them here",
-                    w.process.returncode, len(left))
-    for run_id, job in left:
-        try:
-            draw_and_log(job.inp, job.output_dir, run_id, job.uri, job.step)
-        except Exception as e:  # noqa: BLE001 - the run's results stand without its figures
-            log.warning("figures of run %s failed: %s", run_id, f"{type(e).__name__}: {e}")
-            w.failed.append(run_id)
+        left = list(w.pending.items())
+        if left:
+            log.warning("the figure process ended (exit code %s) with %d run(s) not drawn: drawing them here",
+                        w.process.returncode, len(left))
+        for run_id, job in left:
+            try:
+                draw_and_log(job.inp, job.output_dir, run_id, job.uri, job.step)
+                del w.pending[run_id]
+            except Exception as e:  # noqa: BLE001 - the run's results stand without its figures
+                log.warning("figures of run %s failed: %s", run_id, f"{type(e).__name__}: {e}")
+                w.failed.append(run_id)
+                del w.pending[run_id]
+    except KeyboardInterrupt as e:
+        return w.failed + _stop(w, e)
     return w.failed
+
+
+def _stop(w: _Worker, e: KeyboardInterrupt) -> list[str]:
+    """A signal while drain() waited: kill the process, set the exit status, name the runs left without figures."""
+    from trainer.interrupt import handled
+    from trainer.shutdown import set_exit_code
+
+    w.process.kill()
+    w.process.wait()
+    w.writer.join(timeout=10)
+    w.reader.join(timeout=10)
+    set_exit_code(getattr(e, "exit_code", 130))
+    handled()
+    with w.lock:
+        left = list(w.pending)
+    if left:
+        log.warning("%s while drawing figures: %d run(s) have none in MLflow (%s); what was drawn is in their "
+                    "output folders' figures/", str(e) or "interrupted by SIGINT", len(left), ", ".join(left))
+    return left
 
 
 def _warm_up() -> None:

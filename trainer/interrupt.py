@@ -25,6 +25,31 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"interrupted by {signal.Signals(signum).name}{': ' + detail if detail else ''}")
 
 
+_received: int | None = None  # a signal interrupt() turned into Interrupted, until the run's end handles it
+
+
+def interrupt(signum: int, frame: Any) -> None:
+    """The process-wide handler of SIGNALS outside training (trainer.shutdown installs it): raise Interrupted.
+
+    The signal is also remembered: Python prints and drops an exception raised inside a garbage-collector or
+    weakref callback (SQLAlchemy's, while MLflow opens its store), and the run would then train to the end.
+    stop_request() raises it again when the run's guarded part starts; handled() forgets it."""
+    global _received
+    _received = signum
+    raise Interrupted(signum)
+
+
+def pending() -> int | None:
+    """A signal interrupt() received whose Interrupted has not been handled (None when there is none)."""
+    return _received
+
+
+def handled() -> None:
+    """The Interrupted of the last signal reached the code that reports it."""
+    global _received
+    _received = None
+
+
 class StopRequest:
     """Callable stop() for the training loop: true once one of SIGNALS arrived while deferring."""
 
@@ -57,6 +82,8 @@ def stop_request() -> Iterator[StopRequest]:
 
     Signal handlers can only be set from the main thread; elsewhere the block runs with the old handlers.
     """
+    if _received is not None:  # its Interrupted was dropped on the way (see interrupt): the run stops here
+        raise Interrupted(_received)
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import re
 import shlex
 import subprocess
 from collections.abc import Sequence
@@ -75,7 +76,13 @@ def resume_command(overrides: Sequence[str], run_id: str) -> str:
         if key not in ("trainer.resume", "tracking.parent_run_id"):
             kept.pop(key, None)
             kept[key] = o
-    return " ".join([f"python {script('train.py')}", *kept.values(), f"trainer.resume={run_id}"])
+    return " ".join([f"python {script('train.py')}", *map(_shell, kept.values()), f"trainer.resume={run_id}"])
+
+
+def _shell(override: str) -> str:
+    """An override as a shell word: quoted when the shell would split or expand it (`model.hidden=[64, 32]`),
+    else as Hydra wrote it (`tracking.uri=sqlite\\:////x.db` pastes as it is)."""
+    return shlex.quote(override) if re.search(r"[\s$;&|()<>*?!\"`#]", override) else override
 
 
 def versions() -> dict[str, str]:

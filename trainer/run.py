@@ -396,16 +396,22 @@ def main(cfg: DictConfig) -> RunResult:
     except Interrupted as e:
         import mlflow
 
-        last = mlflow.last_active_run()  # a signal outside training interrupts before run() knows its id
-        run_id = e.run_id or (last.info.run_id if last is not None else None)
+        from trainer.interrupt import handled
         from trainer.provenance import resume_command
 
+        handled()
+        # a signal outside training interrupts before run() knows its id; a run of an earlier job of the sweep is
+        # not this one (it ended FINISHED)
+        last = mlflow.last_active_run()
+        run_id = e.run_id or (last.info.run_id if last is not None and last.info.status == "KILLED" else None)
         command = resume_command(job.overrides, run_id)
-        if run_id and not cfg.trainer.get("resume") and not _has_checkpoint(run_id, job):
-            how = f" before its first checkpoint; start it again from the beginning, in the same run, with:\n  {command}"
+        if run_id is None:
+            print(f"{e} before its MLflow run was created: nothing was recorded", file=sys.stderr, flush=True)
+        elif not cfg.trainer.get("resume") and not _has_checkpoint(run_id, job):
+            print(f"{e}. The run ended KILLED before its first checkpoint; start it again from the beginning, in "
+                  f"the same run, with:\n  {command}", file=sys.stderr, flush=True)
         else:
-            how = f"; continue it with:\n  {command}" if run_id else ""
-        print(f"{e}. The run ended KILLED{how}", file=sys.stderr, flush=True)
+            print(f"{e}. The run ended KILLED; continue it with:\n  {command}", file=sys.stderr, flush=True)
         if job.in_launcher_worker:  # submitit and joblib learn of a failed job from an exception, not an exit
             raise RuntimeError(f"job {e}") from None
         sys.exit(e.exit_code)

@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 
 _exit_code_of_handlers = 0
@@ -54,17 +54,23 @@ def run_then_exit(main: Callable[[], object]) -> None:
     does one that stops an exit handler (set_exit_code). Any other exception propagates as usual, so Python
     prints its traceback and exits the ordinary way.
     """
-    from trainer.interrupt import SIGNALS, Interrupted
+    from trainer import interrupt
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
+    for s in interrupt.SIGNALS:
+        if s != signal.SIGINT or signal.getsignal(s) is signal.default_int_handler:  # SIGINT ignored stays so
+            signal.signal(s, interrupt.interrupt)
+    report_unraisable = sys.unraisablehook
 
-    for s in SIGNALS:
-        if s != signal.SIGINT:  # Python's own SIGINT handler raises KeyboardInterrupt already
-            signal.signal(s, interrupt)
+    def unraisable(u: Any) -> None:  # an Interrupted dropped in a callback is remembered, not a traceback to show
+        if not isinstance(u.exc_value, KeyboardInterrupt):
+            report_unraisable(u)
+
+    sys.unraisablehook = unraisable
     try:
         main()
         code = 0
+        if interrupt.pending() is not None:  # a signal whose Interrupted Python dropped, after the run's last check
+            raise interrupt.Interrupted(interrupt.pending())
     except SystemExit as e:
         code = exit_code(e)
     except KeyboardInterrupt as e:

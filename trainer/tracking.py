@@ -306,6 +306,8 @@ class SweepCallback(Callback):
     still RUNNING (a worker killed before it could record its end) KILLED.
     """
 
+    _workers = False  # set by _start: whether the jobs run in a launcher's worker processes
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check the sweep's values and its store before any job: a user error ends the sweep with one `error:`
         line and exit code 2, as it ends a single run, with no parent run created."""
@@ -328,6 +330,8 @@ class SweepCallback(Callback):
         run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep {overrides}".strip(),
                                            tags={"sweep": "parent", "sweep.overrides": overrides})
         self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id
+        # jobs in a launcher's worker processes: a stopped one may end its run KILLED where its output is not seen
+        self._workers = not str(config.hydra.launcher.get("_target_", "")).endswith(".BasicLauncher")
         # Hydra skips on_multirun_end when a job fails or a signal stops the sweep: the runs must not stay RUNNING.
         atexit.register(self._end, "FAILED")
         with read_write(config.hydra.overrides):
@@ -356,6 +360,8 @@ class SweepCallback(Callback):
                 client.set_tag(child.info.run_id, "error", "the sweep stopped while this run was running")
                 client.set_terminated(child.info.run_id, "KILLED")
                 stopped.append(child)
+            elif child.info.status == "KILLED" and self._workers:
+                stopped.append(child)  # its worker ended it (Ctrl-C reaches the whole process group)
         commands = [c for c in map(_resume_command, stopped) if c]
         if commands:  # a launcher's worker was stopped with its job: it could not print this itself
             print(f"{len(commands)} run(s) of the sweep were stopped (KILLED); continue each with:\n  "
