@@ -40,6 +40,10 @@ def test_small_models_get_one_thread_large_ones_the_share_and_a_setting_wins():
     big = threads.choose(None, cnn, (3, 64, 64), 256, CPU, {"cpus_per_task": 2})
     assert big.macs_per_step > threads.SMALL_STEP_MACS and big.threads == min(2, CORES)
     assert threads.choose(3, mlp, (1, 8, 8), 32, CPU).threads == 3
+    # a resumed run keeps its thread count; the job's log says where it came from
+    assert threads.choose(3, mlp, (1, 8, 8), 32, CPU).source == "trainer.threads"
+    assert threads.choose(3, mlp, (1, 8, 8), 32, CPU, pinned_by="the run being resumed").source == \
+        "the run being resumed"
 
 
 def test_a_run_without_trainer_threads_trains_and_logs_the_chosen_count(run_cfg, store):

@@ -207,8 +207,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
         torch.manual_seed(int(cfg.seed))
         model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout)
         model = with_inputs(model, ds, cfg.dataset).to(device)  # images: normalised (and augmented) on the device
-        cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device,
-                             job.launcher)
+        cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device, job.launcher,
+                             pinned_by="trainer.threads" if cfg.trainer.get("threads") else "the run being resumed")
         torch.set_num_threads(cpu.threads)
         background_figures = figure_worker.wanted(multirun and not job.in_launcher_worker, cpu.threads,
                                                     cpu.share)

@@ -82,11 +82,12 @@ def macs_per_sample(model: nn.Module, in_shape: Sequence[int], device: torch.dev
 
 
 def choose(setting: int | None, model: nn.Module, in_shape: Sequence[int], batch_size: int,
-           device: torch.device, launcher: dict | None = None) -> Choice:
-    """trainer.threads when set; else one thread for a model under SMALL_STEP_MACS per step, and the job's CPU
-    share (cpu_share) for a larger one. On CUDA the count only drives host work: the share."""
+           device: torch.device, launcher: dict | None = None, pinned_by: str = "trainer.threads") -> Choice:
+    """setting when given (pinned_by says by what: trainer.threads, or the run being resumed); else one thread for
+    a model under SMALL_STEP_MACS per step, and the job's CPU share (cpu_share) for a larger one. On CUDA the count
+    only drives host work: the share."""
     if setting is not None:
-        return Choice(int(setting), int(setting), "trainer.threads")
+        return Choice(int(setting), int(setting), pinned_by)
     share, source = cpu_share(launcher)
     if device.type != "cpu":
         return Choice(share, share, source)
