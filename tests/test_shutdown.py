@@ -90,3 +90,22 @@ def test_a_signal_whose_interrupt_python_dropped_stops_the_run_where_its_guarded
         interrupt.handled()
     with interrupt.stop_request() as stop:  # handled: the next run is not stopped
         assert not stop()
+
+
+def test_a_quick_second_signal_counts_once_and_a_later_one_stops_at_once(monkeypatch):
+    import signal
+
+    from trainer import interrupt
+
+    request = interrupt.StopRequest()
+    with request.deferred():
+        request._handle(signal.SIGINT, None)  # the first: training stops after its step
+        assert request()
+        request._handle(signal.SIGINT, None)  # 0 s later (a double press): not raised, the clean-up goes on
+        monkeypatch.setattr(interrupt, "_stopping_at", interrupt._stopping_at - interrupt.REPEAT_S)
+        with pytest.raises(interrupt.Interrupted, match="stopped at once"):
+            request._handle(signal.SIGINT, None)  # the user insists: stop now
+    interrupt.handled()
+    with pytest.raises(interrupt.Interrupted):  # handled: the next signal outside training raises again
+        interrupt.interrupt(signal.SIGTERM, None)
+    interrupt.handled()

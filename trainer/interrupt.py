@@ -1,14 +1,16 @@
 """SIGINT, SIGTERM and SIGHUP (the terminal closed, an ssh session lost) during training: finish the current step,
 write a checkpoint, then stop.
 
-Outside training (data preparation, evaluation at the end) and on a second signal, they stop at once.
-Either way the run's context manager (trainer.tracking.mlflow_run) ends the MLflow run KILLED, because
+Outside training (data preparation, evaluation at the end) and on a second signal, they stop at once; a
+signal repeated within REPEAT_S of the one that started the stop is not acted on (see below). Either way the run's context manager (trainer.tracking.mlflow_run) ends the MLflow run KILLED, because
 Interrupted is a KeyboardInterrupt.
 """
 from __future__ import annotations
 
+import math
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,16 +27,35 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"interrupted by {signal.Signals(signum).name}{': ' + detail if detail else ''}")
 
 
+# A repeat of a signal within REPEAT_S of the one that is stopping the process is not raised again: a second
+# Ctrl-C 10 to 70 ms after the first interrupted the unwinding of the first (the run then ended FAILED instead of
+# KILLED, the resume command went unprinted, or joblib's workers were left running and the exit hung).
+REPEAT_S = 2.0
+
 _received: int | None = None  # a signal interrupt() turned into Interrupted, until the run's end handles it
+_stopping_at = -math.inf  # time.monotonic() of the signal that started stopping the process (raised or deferred)
+
+
+def _stopping() -> bool:
+    """Whether a signal started stopping the process less than REPEAT_S ago; if not, this one starts it now."""
+    global _stopping_at
+    now = time.monotonic()
+    if now - _stopping_at < REPEAT_S:
+        return True
+    _stopping_at = now
+    return False
 
 
 def interrupt(signum: int, frame: Any) -> None:
-    """The process-wide handler of SIGNALS outside training (trainer.shutdown installs it): raise Interrupted.
+    """The process-wide handler of SIGNALS outside training (trainer.shutdown installs it): raise Interrupted,
+    unless a signal raised one less than REPEAT_S ago (the process is stopping: let it end its runs).
 
     The signal is also remembered: Python prints and drops an exception raised inside a garbage-collector or
     weakref callback (SQLAlchemy's, while MLflow opens its store), and the run would then train to the end.
     stop_request() raises it again when the run's guarded part starts; handled() forgets it."""
     global _received
+    if _stopping():
+        return
     _received = signum
     raise Interrupted(signum)
 
@@ -45,9 +66,9 @@ def pending() -> int | None:
 
 
 def handled() -> None:
-    """The Interrupted of the last signal reached the code that reports it."""
-    global _received
-    _received = None
+    """The Interrupted of the last signal has been reported: nothing pending, and the next signal raises again."""
+    global _received, _stopping_at
+    _received, _stopping_at = None, -math.inf
 
 
 class StopRequest:
@@ -70,6 +91,8 @@ class StopRequest:
             self._deferring = False
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if _stopping():
+            return  # a repeat of the signal that is stopping the run
         again = self.signum is not None
         self.signum = signum
         if again or not self._deferring:

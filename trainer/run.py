@@ -399,7 +399,6 @@ def main(cfg: DictConfig) -> RunResult:
         from trainer.interrupt import handled
         from trainer.provenance import resume_command
 
-        handled()
         # a signal outside training interrupts before run() knows its id; a run of an earlier job of the sweep is
         # not this one (it ended FINISHED)
         last = mlflow.last_active_run()
@@ -412,6 +411,7 @@ def main(cfg: DictConfig) -> RunResult:
                   f"the same run, with:\n  {command}", file=sys.stderr, flush=True)
         else:
             print(f"{e}. The run ended KILLED; continue it with:\n  {command}", file=sys.stderr, flush=True)
+        handled()  # reported (a repeated Ctrl-C until here was not raised again: see trainer.interrupt)
         if job.in_launcher_worker:  # submitit and joblib learn of a failed job from an exception, not an exit
             raise RuntimeError(f"job {e}") from None
         sys.exit(e.exit_code)
