@@ -105,8 +105,10 @@ def stop_request() -> Iterator[StopRequest]:
 
     Signal handlers can only be set from the main thread; elsewhere the block runs with the old handlers.
     """
+    global _stopping_at
     if _received is not None:  # its Interrupted was dropped on the way (see interrupt): the run stops here
         raise Interrupted(_received)
+    _stopping_at = -math.inf  # a run starts: any earlier stop is over, its repeats no longer count once
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
