@@ -194,7 +194,8 @@ def test_the_resume_command_keeps_the_last_of_each_override_and_drops_the_sweep_
     monkeypatch.chdir(REPO)
     job = ["tracking.uri=sqlite:///a.db", "tracking.parent_run_id=abc", "loss=focal", "tracking.uri=sqlite:///b.db",
            "trainer.resume=old"]
-    assert resume_command(job, "f" * 32) == f"python train.py loss=focal tracking.uri=sqlite:///b.db trainer.resume={'f' * 32}"
+    expected = f"python train.py loss=focal tracking.uri=sqlite:///b.db trainer.resume={'f' * 32}"
+    assert resume_command(job, "f" * 32) == expected
 
 
 def test_the_resume_command_pastes_into_a_shell_as_the_job_s_overrides(monkeypatch):

@@ -613,6 +613,6 @@ def main(argv: list[str] | None = None) -> int:
     name = device_name(a.device)
     print(table(rows, name))
     if json_path:
-        json_path.write_text(json.dumps({"device": name, "rows": [asdict(r) | {"ratio": r.ratio, "met": r.met} for r in rows]},
-                                     indent=2))
+        rows_json = [asdict(r) | {"ratio": r.ratio, "met": r.met} for r in rows]
+        json_path.write_text(json.dumps({"device": name, "rows": rows_json}, indent=2))
     return 0

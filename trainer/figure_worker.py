@@ -11,8 +11,8 @@ for the last ones. Runs it could not draw (the process failed or was killed) are
 run keeps its figures. A run never waits for it (another thread writes to its pipe). Ctrl-C or a closed
 terminal does not stop it: it finishes the runs handed over; a signal to the sweep's process while it waits
 for them stops it, and the exit status says so (128 + the signal). If the sweep's process is killed, it still
-draws what it was given into the output folders, without logging it. Elsewhere (single runs, launcher workers, a model using the whole share) figures are
-drawn in the run. Same content either way: trainer.figures.save draws them.
+draws what it was given into the output folders, without logging it. Elsewhere (single runs, launcher workers,
+a model using the whole share) figures are drawn in the run. Same content either way: trainer.figures.save draws them.
 
 Protocol: pickled (FigureInputs, output folder, run id) tuples on the child's stdin, EOF to finish; pickled
 (run id, seconds, error or None) on its stdout.

@@ -2,8 +2,9 @@
 write a checkpoint, then stop.
 
 Outside training (data preparation, evaluation at the end) and on a second signal, they stop at once; a
-signal repeated within REPEAT_S of the one that started the stop is not acted on (see below). Either way the run's context manager (trainer.tracking.mlflow_run) ends the MLflow run KILLED, because
-Interrupted is a KeyboardInterrupt.
+signal repeated within REPEAT_S of the one that started the stop is not acted on (see below). Either way the
+run's context manager (trainer.tracking.mlflow_run) ends the MLflow run KILLED, because Interrupted is a
+KeyboardInterrupt.
 """
 from __future__ import annotations
 

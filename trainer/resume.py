@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 from trainer import checkpoint
 from trainer.config import UserError
 from trainer.loop import LoopState, epoch_metrics
-from trainer.tracking import flatten, stored_config
+from trainer.tracking import CHECKPOINT_TAG, flatten, stored_config
 
-TAG = "checkpoint.path"  # where the run writes its checkpoint; a resumed run moves it to its own output folder
+TAG = CHECKPOINT_TAG  # where the run writes its checkpoint; a resumed run moves it to its own output folder
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
 MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
 PROCESS = "process"  # pid@host/start of the process training the run: is a RUNNING run still trained?

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainer import data, datacache, imbalance, noise, progress, resampling, search, ssl
 from trainer.config import UserError, validate
 from trainer.interrupt import Interrupted
+from trainer.sweep_check import BASIC_LAUNCHER, BASIC_SWEEPER
 from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, resolve_uri,
                               setup_experiment, ui_command)
 
@@ -109,14 +110,13 @@ class HydraJob:
     @property
     def in_launcher_worker(self) -> bool:
         """A multirun's job in a launcher's worker process (joblib, submitit, ray), not in the sweep's own."""
-        return self.multirun and not str(self.launcher.get("_target_", "")).endswith(".BasicLauncher")
+        return self.multirun and self.launcher.get("_target_") != BASIC_LAUNCHER
 
     @property
     def stops_on_error(self) -> bool:
         """A single run, or a job of a basic sweep run by the sweep's own process: Hydra's basic sweeper ends the
         sweep at a failed job anyway (the Optuna sweeper records a failed trial and goes on)."""
-        return self.mode == "RUN" or (self.multirun and not self.in_launcher_worker
-                                      and self.sweeper.endswith(".BasicSweeper"))
+        return self.mode == "RUN" or (self.multirun and not self.in_launcher_worker and self.sweeper == BASIC_SWEEPER)
 
 
 def hydra_job() -> HydraJob:
@@ -131,17 +131,18 @@ def hydra_job() -> HydraJob:
                     str(hc.sweeper.get("_target_", "")), tuple(hc.overrides.task))
 
 
-def run(cfg: DictConfig, tags: dict[str, str] | None = None) -> RunResult:
+def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | None = None) -> RunResult:
     """Run the experiment cfg describes and return its run id and final metrics.
 
     tags: extra tags for the MLflow run (scripts/reproduce.py adds reproduces=<id>). With trainer.resume set,
-    the interrupted run is continued from its last checkpoint instead of a new one started.
+    the interrupted run is continued from its last checkpoint instead of a new one started. job: how Hydra runs
+    it (main() passes the one it read; read here otherwise).
     """
     start = time.perf_counter()
     validate(cfg)
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
-    job = hydra_job()
+    job = hydra_job() if job is None else job
     output_dir, multirun = job.output_dir, job.multirun
     parent = OmegaConf.select(cfg, "tracking.parent_run_id")  # set by trainer.tracking.SweepCallback in a sweep
     run_name = mask_overrides(cfg.tracking.run_name or job.name or "defaults")
@@ -392,7 +393,7 @@ def main(cfg: DictConfig) -> RunResult:
     Returns the RunResult (run id, final val and test metrics): a search's objective is read from it."""
     job = hydra_job()
     try:
-        return run(cfg)
+        return run(cfg, job=job)
     except Interrupted as e:
         import mlflow
 

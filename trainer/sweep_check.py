@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from trainer.config import UserError, validate
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # jobs in the sweep's own process
 
 
 def job_axes(config: DictConfig) -> OrderedDict[str, list[str]]:

@@ -27,6 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from trainer.config import UserError
+from trainer.sweep_check import BASIC_LAUNCHER
 from trainer.search import Pruned
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -278,12 +279,15 @@ def handed_over(config: DictConfig, key: str) -> str | None:
     return str(found[-1].value()) if found else None
 
 
+CHECKPOINT_TAG = "checkpoint.path"  # where a run writes its checkpoint (trainer.resume reads it back)
+
+
 def _resume_command(run: Any) -> str | None:
     """The command that continues a sweep's stopped run, from the overrides Hydra wrote beside its checkpoint
     (the job's .hydra/overrides.yaml); None when that folder is not on this machine."""
     from trainer.provenance import resume_command
 
-    ckpt = run.data.tags.get("checkpoint.path")
+    ckpt = run.data.tags.get(CHECKPOINT_TAG)
     overrides = Path(ckpt).parent / ".hydra" / "overrides.yaml" if ckpt else None
     if overrides is None or not overrides.is_file():
         return None
@@ -331,7 +335,7 @@ class SweepCallback(Callback):
                                            tags={"sweep": "parent", "sweep.overrides": overrides})
         self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id
         # jobs in a launcher's worker processes: a stopped one may end its run KILLED where its output is not seen
-        self._workers = not str(config.hydra.launcher.get("_target_", "")).endswith(".BasicLauncher")
+        self._workers = config.hydra.launcher.get("_target_") != BASIC_LAUNCHER
         # Hydra skips on_multirun_end when a job fails or a signal stops the sweep: the runs must not stay RUNNING.
         atexit.register(self._end, "FAILED")
         with read_write(config.hydra.overrides):
