@@ -13,7 +13,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    from trainer.shutdown import run_then_exit
+    from trainer.runtime.shutdown import run_then_exit
 
     # conf/hydra/launcher/ presets take the plugins' own names (hydra/launcher=joblib); Hydra 1.3 still merges
     # them onto the plugins' schemas of those names, and warns on every command that it is deprecated

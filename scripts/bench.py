@@ -5,7 +5,7 @@ from pathlib import Path
 # The repository root first, so that the script uses this checkout's trainer package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.bench import main  # noqa: E402
+from benchmarks.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,7 @@ from pathlib import Path
 # not the one pip installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.compare import main  # noqa: E402
+from trainer.analysis.compare import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

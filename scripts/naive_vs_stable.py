@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from trainer.losses import CrossEntropy, NaiveCE  # noqa: E402
+from trainer.models.losses import CrossEntropy, NaiveCE  # noqa: E402
 
 CASES = [  # (logits, target, what it shows)
     ([2.0, 1.0, 0.0], 0, "ordinary logits"),

@@ -48,6 +48,6 @@ def _in_tmp_dir(tmp_path, monkeypatch):
     also sets that variable, and a later test's subprocess would inherit another test's store."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from trainer import interrupt
+    from trainer.runtime import signals as interrupt
 
     interrupt.handled()  # a signal an earlier in-process test raised is not pending, nor a repeat, here

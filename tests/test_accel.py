@@ -7,8 +7,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from torch import nn
 
-from trainer.accel import Accelerated, accelerate
-from trainer.models import CNN, MLP
+from trainer.models.accel import Accelerated, accelerate
+from trainer.models.networks import CNN, MLP
 from trainer.run import run
 
 CPU = torch.device("cpu")

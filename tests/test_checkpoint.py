@@ -19,11 +19,12 @@ from conftest import ROOT, make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from trainer import checkpoint, loop
-from trainer.checkpoint import CheckpointError
+from trainer.train import checkpoint
+from trainer.train import loop
+from trainer.train.checkpoint import CheckpointError
 from trainer.config import UserError
-from trainer.interrupt import Interrupted
-from trainer.loop import EpochProgress, LoopState
+from trainer.runtime.signals import Interrupted
+from trainer.train.loop import EpochProgress, LoopState
 from trainer.run import run
 
 
@@ -254,7 +255,7 @@ def test_a_run_stopped_before_its_first_checkpoint_says_so_and_resumes_from_the_
 
 
 def test_a_refused_resume_leaves_the_run_killed_and_its_checkpoint_where_it_was(run_cfg, store):
-    from trainer import provenance
+    from trainer.tracking import provenance
 
     run_id = _run_stopped_by_sigterm(run_cfg(*RESUME)).run_id
     client = MlflowClient(store)
@@ -369,7 +370,7 @@ def test_two_resumes_of_one_run_at_once_one_is_refused_and_the_other_finishes_wi
 
 
 def test_a_running_run_is_refused_unless_its_process_on_this_host_is_gone(store, tmp_path):
-    from trainer import resume
+    from trainer.tracking import resume
 
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name("ce-harness") or client.get_experiment(

@@ -16,7 +16,9 @@ from conftest import ROOT, train_cli
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from trainer import compare, report, stats
+from trainer.analysis import compare
+from trainer.analysis import report
+from trainer.analysis import stats
 
 GROUP_TAGS = {"dataset": "digits", "imbalance": "longtail", "noise": "none", "model": "mlp", "loss": "plain",
               "resampling": "none", "regularization": "none", "optim": "adam"}
@@ -313,7 +315,7 @@ def test_across_writes_the_ranks_and_the_cd_diagram(store, tmp_path, capsys):
 
 
 def test_the_harness_experiment_declares_model_training_and_keeps_a_kind_a_user_chose(store):
-    from trainer.tracking import KIND_TAG, setup_experiment
+    from trainer.tracking.store import KIND_TAG, setup_experiment
 
     client = MlflowClient(store)
     new = setup_experiment(store, "fresh")

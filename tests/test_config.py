@@ -173,8 +173,8 @@ def test_setting_errors_survive_pickling_as_a_launcher_worker_sends_them_back():
     # message, and the sweep reported a broken process pool instead
     import pickle
 
-    from trainer.checkpoint import CheckpointError
-    from trainer.loop import NonFiniteLoss
+    from trainer.train.checkpoint import CheckpointError
+    from trainer.train.loop import NonFiniteLoss
 
     for error in (ConfigError("loss.alpha", 0.25, "a list"), UnknownKey("loss.gama", 2, ["loss.gamma"]),
                   CheckpointError(Path("/x/checkpoint.pt"), "truncated"), NonFiniteLoss(3, 4)):

@@ -8,9 +8,11 @@ import pytest
 from conftest import make_cfg
 from omegaconf import OmegaConf
 
-from trainer import data, imbalance, noise
+from trainer.data import splits as data
+from trainer.data import imbalance
+from trainer.data import noise
 from trainer.config import ConfigError, UserError, validate
-from trainer.data import Split
+from trainer.data.splits import Split
 from trainer.run import prepare, run
 
 

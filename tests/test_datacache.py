@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import make_cfg
 
-from trainer import datacache
+from trainer.data import cache as datacache
 from trainer.run import prepare
 
 

@@ -14,10 +14,11 @@ from conftest import CONF, make_cfg, train_cli
 from formats import table, write_cifar10, write_image_folder, write_mnist
 from mlflow.tracking import MlflowClient
 
-from trainer import data, loop
+from trainer.data import splits as data
+from trainer.train import loop
 from trainer.config import ConfigError, UserError, validate
 from trainer.run import prepare, run
-from trainer.vision import load_torchvision
+from trainer.data.vision import load_torchvision
 
 RESAMPLERS = sorted(p.stem for p in (CONF / "resampling").glob("*.yaml"))
 

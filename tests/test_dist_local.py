@@ -14,10 +14,10 @@ from filelock import FileLock
 from mlflow.tracking import MlflowClient
 from services import sweep_runs
 
-from trainer.tracking import sqlite_path
+from trainer.tracking.store import sqlite_path
 
 FAST = ["trainer.epochs=2", "trainer.threads=1"]
-CREATE = ("import sys; sys.path.insert(0, sys.argv[1]); from trainer.tracking import setup_experiment; "
+CREATE = ("import sys; sys.path.insert(0, sys.argv[1]); from trainer.tracking.store import setup_experiment; "
           "print(setup_experiment(sys.argv[2], 'race'))")
 
 

@@ -10,8 +10,8 @@ import numpy as np
 from conftest import train_cli
 from mlflow.tracking import MlflowClient
 
-from trainer import figure_worker
-from trainer.figures import FigureInputs
+from trainer.evaluate import figure_worker
+from trainer.evaluate.figures import FigureInputs
 
 FIGURES = {"figures/confusion_matrix.png", "figures/curves.png", "figures/recall_vs_frequency.png",
            "figures/reliability.png"}
@@ -108,7 +108,7 @@ def test_a_signal_while_waiting_for_the_figures_stops_the_process_and_sets_the_e
     import signal
     import threading
 
-    from trainer import shutdown
+    from trainer.runtime import shutdown
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)

@@ -10,7 +10,7 @@ from conftest import ROOT, train_cli
 from matplotlib.image import AxesImage
 from mlflow.tracking import MlflowClient
 
-from trainer import figures
+from trainer.evaluate import figures
 from trainer.run import run
 
 CLASSES = ["cat", "dog", "bird"]

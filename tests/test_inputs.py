@@ -8,10 +8,10 @@ from conftest import make_cfg
 from omegaconf import OmegaConf
 from torch import nn
 
-from trainer import models
+from trainer.models import networks as models
 from trainer.config import UserError
-from trainer.data import Dataset, Split
-from trainer.inputs import ImageInput, channel_stats, random_crop_flip, with_inputs
+from trainer.data.splits import Dataset, Split
+from trainer.models.inputs import ImageInput, channel_stats, random_crop_flip, with_inputs
 
 
 def images(n: int = 64, c: int = 3, size: int = 12, seed: int = 0) -> torch.Tensor:

@@ -14,9 +14,9 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
-from trainer import loop
+from trainer.train import loop
 from trainer.config import ConfigError, validate
-from trainer.losses import build_loss, class_weights, posthoc_adjust
+from trainer.models.losses import build_loss, class_weights, posthoc_adjust
 from trainer.run import run
 
 torch.manual_seed(0)
@@ -446,7 +446,7 @@ def test_ldam_metrics_score_the_scaled_logits_the_loss_trains(run_cfg):
 
 
 def test_normed_head_outputs_cosines():
-    from trainer.models import CNN, MLP, LogReg, NormedLinear
+    from trainer.models.networks import CNN, MLP, LogReg, NormedLinear
     x = torch.randn(7, 1, 8, 8) * 50
     for model in (MLP((1, 8, 8), 10, normed_head=True), LogReg((1, 8, 8), 10, normed_head=True),
                   CNN((1, 8, 8), 10, normed_head=True)):

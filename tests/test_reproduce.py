@@ -15,11 +15,11 @@ from conftest import ROOT, make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from trainer import provenance
+from trainer.tracking import provenance
 from trainer.config import ConfigError, validate
 from trainer.reproduce import main as reproduce_main
 from trainer.run import prepare, run
-from trainer.tracking import flatten, is_secret, mask_overrides
+from trainer.tracking.store import flatten, is_secret, mask_overrides
 
 
 CPU = "trainer.device=cpu"  # deterministic by default there (on CUDA trainer.deterministic=auto is off)
@@ -147,7 +147,7 @@ def test_a_server_asking_for_a_login_names_the_variables_to_set(store):
     from mlflow.exceptions import MlflowException
 
     from trainer.config import UserError
-    from trainer.tracking import setup_experiment
+    from trainer.tracking.store import setup_experiment
 
     refused = MlflowException("API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with error "
                               "code 401 != 200. Response body: 'You are not authenticated.'")
@@ -180,7 +180,7 @@ def test_environment_and_secret_settings_never_reach_mlflow(tmp_path, capsys):
 
 
 def test_printed_commands_name_the_scripts_as_typed_from_the_working_folder(tmp_path):
-    from trainer.provenance import REPO, script
+    from trainer.tracking.provenance import REPO, script
 
     assert script("train.py", cwd=REPO) == "train.py"
     assert script("scripts/compare.py", cwd=REPO / "scripts") == "compare.py"
@@ -189,7 +189,7 @@ def test_printed_commands_name_the_scripts_as_typed_from_the_working_folder(tmp_
 
 
 def test_the_resume_command_keeps_the_last_of_each_override_and_drops_the_sweep_s_own(monkeypatch):
-    from trainer.provenance import REPO, resume_command
+    from trainer.tracking.provenance import REPO, resume_command
 
     monkeypatch.chdir(REPO)
     job = ["tracking.uri=sqlite:///a.db", "tracking.parent_run_id=abc", "loss=focal", "tracking.uri=sqlite:///b.db",
@@ -201,7 +201,7 @@ def test_the_resume_command_keeps_the_last_of_each_override_and_drops_the_sweep_
 def test_the_resume_command_pastes_into_a_shell_as_the_job_s_overrides(monkeypatch):
     import shlex
 
-    from trainer.provenance import REPO, resume_command
+    from trainer.tracking.provenance import REPO, resume_command
 
     monkeypatch.chdir(REPO)
     job = ["model.hidden=[64, 32]", "tracking.run_name='my run'", "loss=plain"]

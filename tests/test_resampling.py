@@ -10,10 +10,12 @@ import torch
 from conftest import make_cfg
 from mlflow.tracking import MlflowClient
 
-from trainer import data, imbalance, resampling
+from trainer.data import splits as data
+from trainer.data import imbalance
+from trainer.data import resampling
 from trainer.config import UserError
-from trainer.data import Split
-from trainer.loop import epoch_indices
+from trainer.data.splits import Split
+from trainer.train.loop import epoch_indices
 from trainer.run import prepare, run
 
 

@@ -9,10 +9,10 @@ import pytest
 from conftest import make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 
-from trainer import loop
+from trainer.train import loop
 from trainer.config import UserError
 from trainer.run import run
-from trainer.tracking import default_uri, flatten, resolve_uri
+from trainer.tracking.store import default_uri, flatten, resolve_uri
 
 EPOCH_METRICS = ["train/ce", "train/loss", "val/ce", "val/loss", "val/accuracy", "val/balanced_accuracy",
                  "val/macro_f1", "val/ece", "lr"]

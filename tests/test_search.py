@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from trainer.config import UserError, validate
-from trainer.search import METRICS
-from trainer.search_space import as_override, bounds, parse
+from trainer.sweep.search import METRICS
+from trainer.sweep.search_space import as_override, bounds, parse
 
 PRESETS = sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml"))
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
-from trainer.tracking import setup_experiment
+from trainer.tracking.store import setup_experiment
 
 pytestmark = pytest.mark.dist
 

@@ -12,7 +12,7 @@ from conftest import ROOT, train_cli
 SCRIPT = """
 import atexit, sys, threading, time
 sys.path.insert(0, {root!r})
-from trainer.shutdown import run_then_exit
+from trainer.runtime.shutdown import run_then_exit
 
 def main():
     atexit.register(lambda: open({marker!r}, "w").write("atexit ran"))
@@ -74,7 +74,7 @@ def test_a_signal_whose_interrupt_python_dropped_stops_the_run_where_its_guarded
     import signal
     import weakref
 
-    from trainer import interrupt
+    from trainer.runtime import signals as interrupt
 
     thing = type("Thing", (), {})()
     weakref.finalize(thing, interrupt.interrupt, signal.SIGTERM, None)
@@ -95,7 +95,7 @@ def test_a_signal_whose_interrupt_python_dropped_stops_the_run_where_its_guarded
 def test_a_quick_second_signal_counts_once_and_a_later_one_stops_at_once(monkeypatch):
     import signal
 
-    from trainer import interrupt
+    from trainer.runtime import signals as interrupt
 
     request = interrupt.StopRequest()
     with request.deferred():

@@ -8,9 +8,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from torch import nn
 
-from trainer import ssl
-from trainer.data import Split
-from trainer.loop import Tensors, epoch_train_set, pseudo_labels
+from trainer.data import ssl
+from trainer.data.splits import Split
+from trainer.train.loop import Tensors, epoch_train_set, pseudo_labels
 from trainer.run import prepare, run
 
 PSEUDO = OmegaConf.create({"name": "pseudo_label", "labeled_fraction": 0.3, "warmup_epochs": 2, "threshold": 0.9})

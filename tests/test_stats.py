@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from trainer import stats
+from trainer.analysis import stats
 
 # Darwin's Zea mays data, height differences cross- minus self-fertilised (Fisher 1935), scipy.stats.wilcoxon's
 # docstring example: statistic 24, exact two-sided p = 0.041259765625.

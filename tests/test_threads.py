@@ -8,8 +8,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from trainer import threads
-from trainer.models import CNN, MLP
+from trainer.runtime import threads
+from trainer.models.networks import CNN, MLP
 from trainer.run import run
 
 CPU = torch.device("cpu")

@@ -9,9 +9,9 @@ from unittest import mock
 import pytest
 from mlflow.tracking import MlflowClient
 
-from trainer import checkpoint
+from trainer.train import checkpoint
 from trainer.run import run
-from trainer.writer import EpochWriter
+from trainer.train.writer import EpochWriter
 
 
 def test_the_writer_writes_the_checkpoint_before_logging_and_close_waits_for_both(tmp_path):

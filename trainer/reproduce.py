@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.config import UserError
-from trainer.tracking import MASK, flatten, resolve_uri, stored_config
+from trainer.tracking.store import MASK, flatten, resolve_uri, stored_config
 
 IGNORED = ("time/",)  # wall-clock figures differ on every run by nature
 
@@ -85,7 +85,7 @@ def reproduce(run_id: str, uri: str, allow_commit_mismatch: bool = False,
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from trainer.provenance import git_state
+    from trainer.tracking.provenance import git_state
     from trainer.run import run
 
     client = MlflowClient(uri)

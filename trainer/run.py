@@ -12,11 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import data, datacache, imbalance, noise, progress, resampling, search, ssl
+from trainer.data import splits as data
+from trainer.data import cache as datacache
+from trainer.data import imbalance
+from trainer.data import noise
+from trainer.runtime import progress
+from trainer.data import resampling
+from trainer.sweep import search
+from trainer.data import ssl
 from trainer.config import UserError, validate
-from trainer.interrupt import Interrupted
-from trainer.sweep_check import BASIC_LAUNCHER, BASIC_SWEEPER
-from trainer.tracking import (flatten, group_tags, log_config, mask_overrides, mlflow_run, resolve_uri,
+from trainer.runtime.signals import Interrupted
+from trainer.sweep.check import BASIC_LAUNCHER, BASIC_SWEEPER
+from trainer.tracking.store import (flatten, group_tags, log_config, mask_overrides, mlflow_run, resolve_uri,
                               setup_experiment, ui_command)
 
 if TYPE_CHECKING:
@@ -25,7 +32,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from trainer.loop import FitConfig, FitResult, LoopState, Tensors
+    from trainer.train.loop import FitConfig, FitResult, LoopState, Tensors
 
 log = logging.getLogger(__name__)
 
@@ -154,15 +161,20 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from trainer.accel import accelerate
-    from trainer.inputs import with_inputs
-    from trainer import checkpoint, determinism, figure_worker, provenance, resume, threads
-    from trainer.interrupt import stop_request
-    from trainer.losses import build_loss, loss_weights, predictive_logits
-    from trainer.metrics import class_keys, imbalance_report
-    from trainer.loop import FitConfig, Tensors, evaluate, predict
-    from trainer.optim import build_optimizer
-    from trainer.models import build as build_model
+    from trainer.models.accel import accelerate
+    from trainer.models.inputs import with_inputs
+    from trainer.train import checkpoint
+    from trainer.runtime import determinism
+    from trainer.evaluate import figure_worker
+    from trainer.tracking import provenance
+    from trainer.tracking import resume
+    from trainer.runtime import threads
+    from trainer.runtime.signals import stop_request
+    from trainer.models.losses import build_loss, loss_weights, predictive_logits
+    from trainer.evaluate.metrics import class_keys, imbalance_report
+    from trainer.train.loop import FitConfig, Tensors, evaluate, predict
+    from trainer.models.optim import build_optimizer
+    from trainer.models.networks import build as build_model
 
     # --- reproduce and resume (issue 6): provenance, determinism, the run to continue ---
     git = provenance.git_state()
@@ -272,7 +284,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
                                step=result.epochs_run)
 
         # --- figures (trainer/figures.py), in a background process when a sweep leaves cores idle ---
-        from trainer import figures
+        from trainer.evaluate import figures
 
         figure_args = (figures.FigureInputs(probs, test.y.cpu().numpy(), ds.classes, prep.class_counts, result.history,
                                             result.best_epoch, figures.subtitle(cfg.loss.name, cfg.resampling.name,
@@ -308,9 +320,9 @@ def train_model(model: nn.Module, loss_fn: nn.Module, optimizer: Any, train: Ten
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    from trainer import checkpoint
-    from trainer.loop import epoch_metrics, fit
-    from trainer.writer import EpochWriter
+    from trainer.train import checkpoint
+    from trainer.train.loop import epoch_metrics, fit
+    from trainer.train.writer import EpochWriter
 
     client = MlflowClient()  # the tracking URI set for this run; thread-safe, unlike the fluent API's run stack
 
@@ -353,8 +365,8 @@ def posthoc_metrics(logits: torch.Tensor, target: torch.Tensor, loss_fn: nn.Modu
                     classes: list[str], tau: float) -> dict[str, float]:
     """Test metrics after post-hoc logit adjustment (eval.posthoc_tau), as test/posthoc/<metric>, beside the raw
     test/<metric>: the model's test logits minus tau * log(prior of the train counts), Menon et al. (ICLR 2021)."""
-    from trainer.losses import posthoc_adjust, predictive_logits
-    from trainer.metrics import classification_metrics
+    from trainer.models.losses import posthoc_adjust, predictive_logits
+    from trainer.evaluate.metrics import classification_metrics
 
     adjusted = posthoc_adjust(predictive_logits(loss_fn, logits), counts, tau)
     return {f"test/posthoc/{k}": v for k, v in classification_metrics(adjusted, target, classes, per_class=True).items()}
@@ -382,7 +394,7 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_swe
 
 def _has_checkpoint(run_id: str, job: HydraJob) -> bool:
     """Whether the run wrote a checkpoint of its own (another run's may sit in a shared output folder)."""
-    from trainer.checkpoint import FILENAME, owner
+    from trainer.train.checkpoint import FILENAME, owner
 
     return owner(_output_dir(job.output_dir, run_id) / FILENAME) == run_id
 
@@ -397,8 +409,8 @@ def main(cfg: DictConfig) -> RunResult:
     except Interrupted as e:
         import mlflow
 
-        from trainer.interrupt import handled
-        from trainer.provenance import resume_command
+        from trainer.runtime.signals import handled
+        from trainer.tracking.provenance import resume_command
 
         # a signal outside training interrupts before run() knows its id; a run of an earlier job of the sweep is
         # not this one (it ended FINISHED)

@@ -26,7 +26,7 @@ class JoblibLauncher(_JoblibLauncher):
     """hydra_joblib_launcher's JoblibLauncher that reports a job's setting error as one line."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        from trainer.sweep_check import stop_on_user_error
+        from trainer.sweep.check import stop_on_user_error
 
         before = os.environ.get("PYTHONWARNINGS")
         os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (before, PRESET_WARNING)))  # for the workers it starts

@@ -54,10 +54,10 @@ class CeOptunaSweeper(Sweeper):
     def _sweep(self, arguments: list[str]) -> Any:
         from optuna.trial import TrialState
 
-        from trainer import search
-        from trainer import search_report as report
-        from trainer.search_space import as_override, parse
-        from trainer.tracking import handed_over, resolve_uri
+        from trainer.sweep import search
+        from trainer.sweep import search_report as report
+        from trainer.sweep.search_space import as_override, parse
+        from trainer.tracking.store import handed_over, resolve_uri
 
         assert self.config is not None
         space = parse(self.params, arguments)
@@ -103,7 +103,7 @@ class CeOptunaSweeper(Sweeper):
         from hydra.core.utils import JobStatus
         from optuna.trial import TrialState
 
-        from trainer import search
+        from trainer.sweep import search
 
         value = ret._return_value  # JobReturn.return_value re-raises a failed job's error; here it is data
         if ret.status == JobStatus.COMPLETED:
@@ -124,9 +124,9 @@ class CeOptunaSweeper(Sweeper):
 
     def _check(self, space: Any) -> None:
         """Every user error before the first trial: metric, direction, counts, unknown keys, refused values."""
-        from trainer import search
+        from trainer.sweep import search
         from trainer.config import validate
-        from trainer.search_space import bounds
+        from trainer.sweep.search_space import bounds
 
         if self.metric not in search.METRICS:
             raise UserError(f"hydra.sweeper.metric={self.metric}: the trainer reports no such final metric. "
@@ -167,7 +167,7 @@ class CeOptunaSweeper(Sweeper):
         """Create the study, or load it when the durable storage has one by this name; UserError if unreachable."""
         import optuna
         from hydra.utils import instantiate
-        from trainer import search_report as report
+        from trainer.sweep import search_report as report
 
         sampler = instantiate(self.sampler) if isinstance(self.sampler, (dict, DictConfig)) else self.sampler
         pruner = instantiate(self.pruner) if isinstance(self.pruner, (dict, DictConfig)) else self.pruner
@@ -217,7 +217,7 @@ def _check_own_database(url: str, engine_kwargs: dict[str, Any]) -> None:
     database, Optuna added its tables beside MLflow's and then refused with a misleading version mismatch."""
     import sqlalchemy
     from optuna.storages._rdb import models
-    from trainer import search_report as report
+    from trainer.sweep import search_report as report
 
     engine = sqlalchemy.create_engine(url, **engine_kwargs)
     try:

@@ -26,7 +26,7 @@ class LocalLauncher(_SubmititLocalLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
         import submitit.local.local as local
 
-        from trainer.sweep_check import stop_on_user_error
+        from trainer.sweep.check import stop_on_user_error
 
         started: list[Any] = []
         original = local.start_controller

@@ -41,7 +41,7 @@ class SlurmLauncher(_SubmititSlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
         import submitit
 
-        from trainer.sweep_check import stop_on_user_error
+        from trainer.sweep.check import stop_on_user_error
 
         watcher = submitit.SlurmJob.watcher
         before = set(watcher._registered)

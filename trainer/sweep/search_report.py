@@ -30,7 +30,7 @@ def storage_label(url: str | None) -> str:
 
 def command(overrides: list[str]) -> str:
     """The shell command that reruns a trial as a single run (train.py named as from the working folder)."""
-    from trainer.provenance import script
+    from trainer.tracking.provenance import script
 
     return f"python {script('train.py')} " + " ".join(shlex.quote(o) for o in overrides)
 

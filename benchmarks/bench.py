@@ -81,7 +81,7 @@ def _model(name: str, in_shape: tuple[int, ...], num_classes: int, seed: int):
     import torch
     from omegaconf import OmegaConf
 
-    from trainer.models import build
+    from trainer.models.networks import build
 
     torch.manual_seed(seed)
     return build(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"), in_shape, num_classes, 0.0)
@@ -122,9 +122,9 @@ def harness_epochs(model, x, y, xv, yv, classes: list[str], batch_size: int, epo
     import torch
     from omegaconf import OmegaConf
 
-    from trainer.loop import FitConfig, Tensors
-    from trainer.losses import build_loss
-    from trainer.optim import build_optimizer
+    from trainer.train.loop import FitConfig, Tensors
+    from trainer.models.losses import build_loss
+    from trainer.models.optim import build_optimizer
     from trainer.run import train_model
 
     loss_fn = build_loss(OmegaConf.create({"name": "plain"}), [1] * len(classes)).to(y.device)
@@ -150,7 +150,7 @@ def per_epoch_case(case: str, what: str, setup: Setup, epochs: int, repeats: int
     in_shape, n_cls = tuple(setup.x.shape[1:]), len(setup.classes)
     from omegaconf import OmegaConf
 
-    from trainer.accel import accelerate
+    from trainer.models.accel import accelerate
 
     # Both loops get the same model: with --precision bf16 (or channels-last convolutions on CUDA) that is the
     # trainer's Accelerated wrapper, as a careful hand-written loop would autocast too.
@@ -315,7 +315,7 @@ import sys, time
 start = time.time()
 sys.path.insert(0, %r)
 import torch
-from trainer.bench import _compose, _model, bare_epochs
+from benchmarks.bench import _compose, _model, bare_epochs
 from trainer.run import prepare
 epochs = [int(e) for e in sys.argv[1].split(",")]
 overrides = sys.argv[2:]
@@ -472,11 +472,13 @@ import json, sys
 import numpy as np, torch
 from omegaconf import OmegaConf
 sys.path.insert(0, %r)
-from trainer import data, imbalance, resampling
-from trainer.bench import synthetic
-from trainer.loop import FitConfig, Tensors, fit
-from trainer.losses import build_loss
-from trainer.models import MLP
+from trainer.data import splits as data
+from trainer.data import imbalance
+from trainer.data import resampling
+from benchmarks.bench import synthetic
+from trainer.train.loop import FitConfig, Tensors, fit
+from trainer.models.losses import build_loss
+from trainer.models.networks import MLP
 
 def status_mb(field):
     for line in open("/proc/self/status"):

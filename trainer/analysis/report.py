@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import stats
+from trainer.analysis import stats
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from mlflow.tracking import MlflowClient
 
-    from trainer.compare import Across, Comparison
+    from trainer.analysis.compare import Across, Comparison
 
 
 @dataclass

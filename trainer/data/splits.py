@@ -87,19 +87,19 @@ def _synthetic(cfg: DictConfig, seed: int) -> Source:
 
 
 def _torchvision(cfg: DictConfig, seed: int) -> Source:
-    from trainer.vision import load_torchvision
+    from trainer.data.vision import load_torchvision
 
     return load_torchvision(cfg.name, cfg.root, cfg.download)
 
 
 def _image_folder(cfg: DictConfig, seed: int) -> Source:
-    from trainer.vision import load_image_folder
+    from trainer.data.vision import load_image_folder
 
     return load_image_folder(cfg.path, cfg.image_size, cfg.grayscale)
 
 
 def _table(cfg: DictConfig, seed: int) -> Source:
-    from trainer.tables import load_table
+    from trainer.data.tables import load_table
 
     return load_table(cfg)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from trainer import checkpoint
+from trainer.train import checkpoint
 from trainer.config import UserError
-from trainer.loop import LoopState, epoch_metrics
-from trainer.tracking import CHECKPOINT_TAG, flatten, stored_config
+from trainer.train.loop import LoopState, epoch_metrics
+from trainer.tracking.store import CHECKPOINT_TAG, flatten, stored_config
 
 TAG = CHECKPOINT_TAG  # where the run writes its checkpoint; a resumed run moves it to its own output folder
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer import progress, ssl
+from trainer.runtime import progress
+from trainer.data import ssl
 from trainer.config import UserError
-from trainer.losses import predictive_logits
-from trainer.metrics import classification_metrics
+from trainer.models.losses import predictive_logits
+from trainer.evaluate.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from trainer.config import UserError
-from trainer.sweep_check import BASIC_LAUNCHER
-from trainer.search import Pruned
+from trainer.sweep.check import BASIC_LAUNCHER
+from trainer.sweep.search import Pruned
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ CHECKPOINT_TAG = "checkpoint.path"  # where a run writes its checkpoint (trainer
 def _resume_command(run: Any) -> str | None:
     """The command that continues a sweep's stopped run, from the overrides Hydra wrote beside its checkpoint
     (the job's .hydra/overrides.yaml); None when that folder is not on this machine."""
-    from trainer.provenance import resume_command
+    from trainer.tracking.provenance import resume_command
 
     ckpt = run.data.tags.get(CHECKPOINT_TAG)
     overrides = Path(ckpt).parent / ".hydra" / "overrides.yaml" if ckpt else None
@@ -315,7 +315,7 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check the sweep's values and its store before any job: a user error ends the sweep with one `error:`
         line and exit code 2, as it ends a single run, with no parent run created."""
-        from trainer.sweep_check import check_sweep
+        from trainer.sweep.check import check_sweep
 
         try:
             check_sweep(config)
@@ -344,7 +344,7 @@ class SweepCallback(Callback):
         log.info("sweep parent run %s in experiment %r (store %s)", run.info.run_id, config.tracking.experiment, uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from trainer.compare import sweep_hint
+        from trainer.analysis.compare import sweep_hint
 
         self._end("FINISHED")
         print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)

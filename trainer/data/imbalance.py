@@ -13,7 +13,7 @@ import math
 import numpy as np
 from omegaconf import DictConfig
 
-from trainer.data import Split
+from trainer.data.splits import Split
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainer.config import UserError
-from trainer.data import Split
+from trainer.data.splits import Split
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data import Dataset
+from trainer.data.splits import Dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("torch", "torchvision", "mlflow", "hydra-core", "imbalanced-learn", "numpy", "scikit-learn")
 UNKNOWN = "unknown"
 DIFF_ARTIFACT = "git.diff"

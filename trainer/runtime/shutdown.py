@@ -54,7 +54,7 @@ def run_then_exit(main: Callable[[], object]) -> None:
     does one that stops an exit handler (set_exit_code). Any other exception propagates as usual, so Python
     prints its traceback and exits the ordinary way.
     """
-    from trainer import interrupt
+    from trainer.runtime import signals as interrupt
 
     for s in interrupt.SIGNALS:
         if s != signal.SIGINT or signal.getsignal(s) is signal.default_int_handler:  # SIGINT ignored stays so

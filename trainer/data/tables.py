@@ -13,7 +13,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.config import UserError
-from trainer.data import Source
+from trainer.data.splits import Source
 
 PARQUET = (".parquet", ".pq")
 
@@ -36,7 +36,7 @@ def read_table(path: str):
     nominal attributes and the class), else CSV (tab-separated for .tsv; else the separator csv.Sniffer finds)."""
     import pandas as pd
 
-    from trainer import arff
+    from trainer.data import arff
 
     file = Path(path).expanduser()
     if not file.is_file():
@@ -139,7 +139,7 @@ def load_table(cfg: DictConfig) -> Source:
     the columns standardised later. The Source names each one-hot block (Source.categorical), so that resampling
     can keep categories whole. An ARFF / KEEL file's class (@outputs, else its last attribute) is the default target.
     """
-    from trainer.arff import Table
+    from trainer.data.arff import Table
 
     table = read_table(cfg.path) if cfg.get("path") else None
     df, nominal = (table.frame, table.nominal) if isinstance(table, Table) else (table, [])

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.metrics import ECE_BINS, calibration_bins, confusion_matrix, ece_of_bins, from_confusion
+from trainer.evaluate.metrics import ECE_BINS, calibration_bins, confusion_matrix, ece_of_bins, from_confusion
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.config import UserError
-from trainer.data import Source, Split
+from trainer.data.splits import Source, Split
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import report, stats
+from trainer.analysis import report
+from trainer.analysis import stats
 from trainer.config import UserError
-from trainer.report import Part, cd_figure, curves_figure, differences_figure
-from trainer.tracking import GROUPS, _probe_http, default_uri, resolve_uri, ui_command
+from trainer.analysis.report import Part, cd_figure, curves_figure, differences_figure
+from trainer.tracking.store import GROUPS, _probe_http, default_uri, resolve_uri, ui_command
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -508,7 +509,7 @@ def sweep_hint(uri: str, parent_run_id: str, experiment_id: str) -> str:
     store = "" if uri == default_uri() else f" --tracking-uri {uri}"
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     ui = "open" if uri.startswith(("http://", "https://")) else f"{ui_command(uri)}, then open"
-    from trainer.provenance import script
+    from trainer.tracking.provenance import script
 
     return (f"Compare this sweep (paired tests, report): python {script('scripts/compare.py')} --parent "
             f"{parent_run_id}{store}\n"

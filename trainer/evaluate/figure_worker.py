@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from trainer.figures import FigureInputs, draw_and_log, log_saved, save
+from trainer.evaluate.figures import FigureInputs, draw_and_log, log_saved, save
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,11 @@ def start() -> bool:
     global _worker
     if _worker is not None:
         return True
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))),
                         "MPLBACKEND": "Agg"}
     try:
-        process = subprocess.Popen([sys.executable, "-m", "trainer.figure_worker"], stdin=subprocess.PIPE,
+        process = subprocess.Popen([sys.executable, "-m", "trainer.evaluate.figure_worker"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, env=env)
     except OSError as e:
         log.warning("figures drawn in the run: the background process did not start (%s)", e)
@@ -179,8 +179,8 @@ def drain() -> list[str]:
 
 def _stop(w: _Worker, e: KeyboardInterrupt) -> list[str]:
     """A signal while drain() waited: kill the process, set the exit status, name the runs left without figures."""
-    from trainer.interrupt import handled
-    from trainer.shutdown import set_exit_code
+    from trainer.runtime.signals import handled
+    from trainer.runtime.shutdown import set_exit_code
 
     w.process.kill()
     w.process.wait()

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from trainer.config import UserError
-from trainer.loop import EpochProgress, LoopState
+from trainer.train.loop import EpochProgress, LoopState
 
 FILENAME = "checkpoint.pt"
 ARTIFACT_DIR = "checkpoint"  # the copy logged when a run ends, however it ends
