@@ -1,7 +1,7 @@
 """The benchmark behind scripts/bench.py: the harness's training path against a bare PyTorch loop.
 
 Each per-epoch case builds one model, data and optimizer and times, interleaved (A B A B ...), the harness
-(trainer.run.train_model: trainer.loop.fit with its per-epoch checkpoint and MLflow call) and a bare loop
+(trainer.train.persist.train_model: trainer.train.loop.fit with its per-epoch checkpoint and MLflow call) and a bare loop
 written here (shuffled slices of device tensors, cross-entropy, Adam; a val pass computing CE and accuracy).
 Both start from the same weights; the figure is the median seconds per epoch over the repeats.
 """
@@ -81,7 +81,7 @@ def _model(name: str, in_shape: tuple[int, ...], num_classes: int, seed: int):
     import torch
     from omegaconf import OmegaConf
 
-    from trainer.models.networks import build
+    from trainer.models.networks import build_network as build
 
     torch.manual_seed(seed)
     return build(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"), in_shape, num_classes, 0.0)
@@ -118,14 +118,19 @@ def harness_epochs(model, x, y, xv, yv, classes: list[str], batch_size: int, epo
                    workdir: Path) -> tuple[list[float], float]:
     """The trainer's own path for the same model and data: seconds of each epoch (from one epoch's end to the
     next), and the rest of the call (set-up, and the final checkpoint and log it waits for) as a fixed cost."""
+    import functools
+
     import mlflow
     import torch
+    from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
-    from trainer.train.loop import FitConfig, Tensors
+    from trainer.data.types import Tensors
     from trainer.models.losses import build_loss
     from trainer.models.optim import build_optimizer
-    from trainer.run import train_model
+    from trainer.tracking.record import log_epochs
+    from trainer.train.loop import FitConfig
+    from trainer.train.persist import train_model
 
     loss_fn = build_loss(OmegaConf.create({"name": "plain"}), [1] * len(classes)).to(y.device)
     optimizer = build_optimizer(OmegaConf.load(ROOT / "conf" / "optim" / "adam.yaml"), model)
@@ -136,6 +141,7 @@ def harness_epochs(model, x, y, xv, yv, classes: list[str], batch_size: int, epo
         train_model(model, loss_fn, optimizer, Tensors(x, y), Tensors(xv, yv), classes, cfg,
                     torch.Generator().manual_seed(seed), run_id=active.info.run_id,
                     ckpt=workdir / active.info.run_id / "checkpoint.pt",
+                    log_epochs=functools.partial(log_epochs, MlflowClient(), active.info.run_id),
                     on_epoch=lambda epoch, metrics: ends.append(time.perf_counter()))
         total = time.perf_counter() - start
     return [b - a for a, b in zip(ends, ends[1:])], total  # epochs from the second: the first holds the set-up
@@ -212,7 +218,7 @@ def case_digits(device: str, epochs: int, repeats: int, workdir: Path) -> list[R
     """Case 3: the default digits run (long-tailed train split, mlp, batch 32): per epoch, and the run's fixed cost."""
     import torch
 
-    from trainer.run import prepare
+    from trainer.data.prepare import prepare
 
     cfg = _compose([f"trainer.device={device}"])
     prep = prepare(cfg)
@@ -316,7 +322,7 @@ start = time.time()
 sys.path.insert(0, %r)
 import torch
 from benchmarks.bench import _compose, _model, bare_epochs
-from trainer.run import prepare
+from trainer.data.prepare import prepare
 epochs = [int(e) for e in sys.argv[1].split(",")]
 overrides = sys.argv[2:]
 ds = prepare(_compose(overrides)).dataset
@@ -472,11 +478,13 @@ import json, sys
 import numpy as np, torch
 from omegaconf import OmegaConf
 sys.path.insert(0, %r)
-from trainer.data import splits as data
+from trainer.data import splits
+from trainer.data.standardize import standardize
 from trainer.data import imbalance
 from trainer.data import resampling
 from benchmarks.bench import synthetic
-from trainer.train.loop import FitConfig, Tensors, fit
+from trainer.data.types import Tensors
+from trainer.train.loop import FitConfig, fit
 from trainer.models.losses import build_loss
 from trainer.models.networks import MLP
 
@@ -489,14 +497,14 @@ n, how = int(sys.argv[1]), sys.argv[2]
 x, y = (t.numpy() for t in synthetic(n, 64, 10))
 open("/proc/self/clear_refs", "w").write("5")  # peak RSS := current RSS: imports' transients do not count
 baseline = status_mb("VmRSS")
-ds = data.split(x, y, [str(c) for c in range(10)], 0.1, 0.1, 0, tabular=True)
+ds = splits.split(x, y, [str(c) for c in range(10)], 0.1, 0.1, 0, tabular=True)
 del x, y
 train = imbalance.apply(ds.train, OmegaConf.create({"name": "longtail", "ratio": 10}), 10, 0)
 sampler = {"none": None, "smote": {"_target_": "imblearn.over_sampling.SMOTE", "k_neighbors": 5}}[how]
 res = resampling.apply(train, OmegaConf.create({"name": how, "sampler": sampler}), ds.classes, 0)
 del train
 from dataclasses import replace
-ds = data.standardize(replace(ds, train=res.train))
+ds = standardize(replace(ds, train=res.train))
 del res
 t = lambda s: Tensors(torch.as_tensor(s.x), torch.as_tensor(s.y))
 model = MLP((64,), 10)

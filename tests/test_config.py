@@ -7,7 +7,8 @@ import pytest
 from conftest import CONF, make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 
-from trainer.config import ConfigError, UnknownKey, validate
+from trainer.errors import ConfigError
+from trainer.config import UnknownKey, validate
 
 # remedy options exist for the study presets, which add the group (tests/test_studies.py composes them);
 # hparams_search presets are whole searches (tests/test_search.py composes them)

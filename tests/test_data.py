@@ -8,12 +8,14 @@ import pytest
 from conftest import make_cfg
 from omegaconf import OmegaConf
 
-from trainer.data import splits as data
+from trainer.data import sources, splits
 from trainer.data import imbalance
 from trainer.data import noise
-from trainer.config import ConfigError, UserError, validate
-from trainer.data.splits import Split
-from trainer.run import prepare, run
+from trainer.errors import ConfigError, UserError
+from trainer.config import validate
+from trainer.data.types import Split
+from trainer.data.prepare import prepare
+from trainer.run import run
 
 
 def test_split_is_stratified_disjoint_and_seeded():
@@ -220,8 +222,8 @@ def test_a_csv_with_three_rows_per_class_and_small_fractions_stops_naming_the_cl
 def test_every_class_is_in_train_val_and_test_or_the_split_stops():
     y = np.repeat([0, 1, 2], [60, 3, 3])
     with pytest.raises(UserError, match=r"'b' \(3 samples: 3 train, 0 val, 0 test\)"):
-        data.require_every_class([y[y != 9], y[y == 0], y[y != 1]], ["a", "b", "c"], "split.val=0.1 split.test=0.1")
-    data.require_every_class([y, y, y], ["a", "b", "c"], "split.val=0.1 split.test=0.1")
+        splits.require_every_class([y[y != 9], y[y == 0], y[y != 1]], ["a", "b", "c"], "split.val=0.1 split.test=0.1")
+    splits.require_every_class([y, y, y], ["a", "b", "c"], "split.val=0.1 split.test=0.1")
 
 
 def _rows(split: Split) -> set[bytes]:
@@ -232,7 +234,7 @@ def test_kfold_tests_every_sample_exactly_once_per_seed_and_keeps_val_apart():
     tests = []
     for fold in range(5):
         cfg = make_cfg("dataset=breast_cancer", "split.folds=5", f"split.fold={fold}")
-        ds = data.load(cfg.dataset, cfg.split, cfg.seed)
+        ds = sources.load(cfg.dataset, cfg.split, cfg.seed)
         train, val, test = _rows(ds.train), _rows(ds.val), _rows(ds.test)
         assert not (train & val) and not (train & test) and not (val & test)
         assert len(ds.val.y) == pytest.approx(0.2 * 569, abs=2) and len(ds.test.y) in (113, 114)
@@ -241,7 +243,7 @@ def test_kfold_tests_every_sample_exactly_once_per_seed_and_keeps_val_apart():
         tests.append(test)
     assert sum(len(t) for t in tests) == 569 and len(set().union(*tests)) == 569
     cfg = make_cfg("dataset=breast_cancer", "split.folds=5", "split.fold=0", "seed=1")
-    assert _rows(data.load(cfg.dataset, cfg.split, cfg.seed).test) != tests[0]  # another seed, another partition
+    assert _rows(sources.load(cfg.dataset, cfg.split, cfg.seed).test) != tests[0]  # another seed, another partition
 
 
 def test_kfold_stops_when_a_fold_would_miss_a_class(tmp_path):

@@ -1,11 +1,11 @@
-"""trainer.datacache: jobs of a multirun that prepare the same data share it; anything preparation reads splits it."""
+"""trainer.data.cache: jobs of a multirun that prepare the same data share it; anything preparation reads splits it."""
 from __future__ import annotations
 
 import numpy as np
 from conftest import make_cfg
 
 from trainer.data import cache as datacache
-from trainer.run import prepare
+from trainer.data.prepare import prepare
 
 
 def test_jobs_differing_in_loss_model_or_optimiser_share_one_preparation():

@@ -14,10 +14,12 @@ from conftest import CONF, make_cfg, train_cli
 from formats import table, write_cifar10, write_image_folder, write_mnist
 from mlflow.tracking import MlflowClient
 
-from trainer.data import splits as data
+from trainer.data import sources
 from trainer.train import loop
-from trainer.config import ConfigError, UserError, validate
-from trainer.run import prepare, run
+from trainer.errors import ConfigError, UserError
+from trainer.config import validate
+from trainer.data.prepare import prepare
+from trainer.run import run
 from trainer.data.vision import load_torchvision
 
 RESAMPLERS = sorted(p.stem for p in (CONF / "resampling").glob("*.yaml"))
@@ -210,20 +212,20 @@ def test_every_dataset_takes_every_train_side_option(files, fake_cifar_checksums
 # ---- CSV and parquet tables ------------------------------------------------------------------------------------
 
 def test_table_numeric_columns_first_categories_one_hot(files):
-    ds = data.load(make_cfg(*chosen("csv", files)).dataset, make_cfg().split, 0)
+    ds = sources.load(make_cfg(*chosen("csv", files)).dataset, make_cfg().split, 0)
     assert ds.classes == ["ant", "bee", "cow"] and ds.tabular and ds.numeric == (0, 1)
     assert ds.train.x.shape[1] == 2 + 3  # height, weight, then red/green/blue one-hot
     onehot = np.concatenate([ds.train.x, ds.val.x, ds.test.x])[:, 2:]
     assert set(np.unique(onehot)) == {0.0, 1.0} and np.all(onehot.sum(axis=1) == 1)
     heights = np.sort(np.concatenate([ds.train.x, ds.val.x, ds.test.x])[:, 0])
     assert np.allclose(heights, np.sort(files.df["height"].to_numpy()))
-    parquet = data.load(make_cfg(*chosen("parquet", files)).dataset, make_cfg().split, 0)
+    parquet = sources.load(make_cfg(*chosen("parquet", files)).dataset, make_cfg().split, 0)
     assert np.array_equal(parquet.test.x, ds.test.x) and np.array_equal(parquet.test.y, ds.test.y)
 
 
 def test_table_standardisation_uses_train_statistics_only(files):
     cfg = make_cfg(*chosen("csv", files), "imbalance=none")
-    raw = data.load(cfg.dataset, cfg.split, cfg.seed)
+    raw = sources.load(cfg.dataset, cfg.split, cfg.seed)
     ds = prepare(cfg).dataset
     mean, std = raw.train.x[:, :2].mean(axis=0), raw.train.x[:, :2].std(axis=0)
     assert np.allclose(ds.train.x[:, :2].mean(axis=0), 0, atol=1e-5)
@@ -234,9 +236,9 @@ def test_table_standardisation_uses_train_statistics_only(files):
 
 
 def test_table_features_and_categorical_lists(files):
-    ds = data.load(make_cfg(*chosen("csv", files), "dataset.features=[height,colour]").dataset, make_cfg().split, 0)
+    ds = sources.load(make_cfg(*chosen("csv", files), "dataset.features=[height,colour]").dataset, make_cfg().split, 0)
     assert ds.train.x.shape[1] == 1 + 3 and ds.numeric == (0,)
-    ds = data.load(make_cfg(*chosen("csv", files), "dataset.categorical=[colour]").dataset, make_cfg().split, 0)
+    ds = sources.load(make_cfg(*chosen("csv", files), "dataset.categorical=[colour]").dataset, make_cfg().split, 0)
     assert ds.train.x.shape[1] == 5 and ds.numeric == (0, 1)
 
 

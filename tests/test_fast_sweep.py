@@ -82,7 +82,7 @@ def test_runs_the_background_process_left_are_drawn_at_exit(tmp_path):
 
 def test_the_figure_process_imports_neither_torch_nor_mlflow():
     # its 0.5 s of imports instead of 5 s is what makes it pay on 2 cores (docs/performance.md)
-    out = subprocess.run([sys.executable, "-c", "import sys, trainer.figure_worker, matplotlib.figure; "
+    out = subprocess.run([sys.executable, "-c", "import sys, trainer.evaluate.figure_worker, matplotlib.figure; "
                           "print(sorted(m for m in ('torch', 'mlflow', 'hydra', 'sklearn') if m in sys.modules))"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -93,6 +93,6 @@ def test_a_cli_run_keeps_its_figures_in_its_hydra_output_folder(tmp_path):
 
 
 def test_importing_the_trainer_does_not_import_matplotlib():
-    code = "import sys, trainer.run, trainer.figures; print('matplotlib' in sys.modules)"
+    code = "import sys, trainer.run, trainer.evaluate.figures; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

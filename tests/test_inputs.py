@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from trainer.models import networks as models
-from trainer.config import UserError
-from trainer.data.splits import Dataset, Split
+from trainer.errors import UserError
+from trainer.data.types import Dataset, Split
 from trainer.models.inputs import ImageInput, channel_stats, random_crop_flip, with_inputs
 
 

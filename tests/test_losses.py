@@ -15,7 +15,8 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from trainer.train import loop
-from trainer.config import ConfigError, validate
+from trainer.errors import ConfigError
+from trainer.config import validate
 from trainer.models.losses import build_loss, class_weights, posthoc_adjust
 from trainer.run import run
 

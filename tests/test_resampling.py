@@ -10,13 +10,14 @@ import torch
 from conftest import make_cfg
 from mlflow.tracking import MlflowClient
 
-from trainer.data import splits as data
+from trainer.data import sources
 from trainer.data import imbalance
 from trainer.data import resampling
-from trainer.config import UserError
-from trainer.data.splits import Split
+from trainer.errors import UserError
+from trainer.data.types import Split
 from trainer.train.loop import epoch_indices
-from trainer.run import prepare, run
+from trainer.data.prepare import prepare
+from trainer.run import run
 
 
 def _rows(split: Split) -> dict[bytes, int]:
@@ -26,7 +27,7 @@ def _rows(split: Split) -> dict[bytes, int]:
 def _resample(*overrides: str) -> tuple[Split, Split]:
     """The imbalanced train split (unscaled) and what the configured resampling makes of it."""
     cfg = make_cfg(*overrides)
-    ds = data.load(cfg.dataset, cfg.split, cfg.seed)
+    ds = sources.load(cfg.dataset, cfg.split, cfg.seed)
     before = imbalance.apply(ds.train, cfg.imbalance, ds.num_classes, cfg.seed)
     return before, resampling.apply(before, cfg.resampling, ds.classes, cfg.seed).train
 

@@ -10,9 +10,10 @@ from conftest import make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 
 from trainer.train import loop
-from trainer.config import UserError
+from trainer.errors import UserError
 from trainer.run import run
-from trainer.tracking.store import default_uri, flatten, resolve_uri
+from trainer.tracking.params import flatten
+from trainer.tracking.store import default_uri, resolve_uri
 
 EPOCH_METRICS = ["train/ce", "train/loss", "val/ce", "val/loss", "val/accuracy", "val/balanced_accuracy",
                  "val/macro_f1", "val/ece", "lr"]

@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from trainer.config import UserError, validate
+from trainer.errors import UserError
+from trainer.config import validate
 from trainer.sweep.search import METRICS
 from trainer.sweep.search_space import as_override, bounds, parse
 

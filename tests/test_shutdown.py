@@ -1,4 +1,4 @@
-"""trainer.shutdown: the fast exit keeps the exit code, the output, the atexit handlers and running threads."""
+"""trainer.runtime.shutdown: the fast exit keeps the exit code, the output, the atexit handlers and running threads."""
 from __future__ import annotations
 
 import subprocess
@@ -30,7 +30,7 @@ run_then_exit(main)
                                           ("import os, signal; os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)",
                                            143),
                                           # its Interrupted raised inside a weakref callback, where Python drops it
-                                          ("import weakref; from trainer import interrupt; t = type('T', (), {})(); "
+                                          ("import weakref; from trainer.runtime import signals as interrupt; t = type('T', (), {})(); "
                                            "weakref.finalize(t, interrupt.interrupt, 15, None); del t", 143)])
 def test_the_fast_exit_keeps_code_output_atexit_handlers_and_threads(tmp_path, ending, code):
     marker, thread_file = tmp_path / "atexit.txt", tmp_path / "thread.txt"
@@ -48,7 +48,7 @@ def test_the_fast_exit_keeps_code_output_atexit_handlers_and_threads(tmp_path, e
 
 
 def test_an_uncaught_exception_still_prints_its_traceback(tmp_path):
-    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\nfrom trainer.shutdown import run_then_exit\n"
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\nfrom trainer.runtime.shutdown import run_then_exit\n"
               "def main():\n    raise RuntimeError('boom')\nrun_then_exit(main)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "RuntimeError: boom" in proc.stderr and "Traceback" in proc.stderr

@@ -9,9 +9,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from trainer.data import ssl
-from trainer.data.splits import Split
+from trainer.data.types import Split
 from trainer.train.loop import Tensors, epoch_train_set, pseudo_labels
-from trainer.run import prepare, run
+from trainer.data.prepare import prepare
+from trainer.run import run
 
 PSEUDO = OmegaConf.create({"name": "pseudo_label", "labeled_fraction": 0.3, "warmup_epochs": 2, "threshold": 0.9})
 

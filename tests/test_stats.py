@@ -1,4 +1,4 @@
-"""trainer.stats against published values: scipy's Wilcoxon example, Demšar's (2006) Friedman example and
+"""trainer.analysis.stats against published values: scipy's Wilcoxon example, Demšar's (2006) Friedman example and
 Nemenyi table, Holm's procedure worked by hand, the exact tests' smallest p-values, pairing by key."""
 from __future__ import annotations
 

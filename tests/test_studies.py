@@ -8,7 +8,7 @@ from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 
 from trainer.config import validate
-from trainer.tracking.store import flatten
+from trainer.tracking.params import flatten
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models: on a busy 2-core machine threads only wait for each other
 REMEDIES = sorted(p.stem for p in (CONF / "remedy").glob("*.yaml"))

@@ -12,23 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-
-class UserError(Exception):
-    """An error the user can fix by changing a setting; its message names the setting and the fix."""
-
-    def __reduce__(self) -> tuple:
-        """Pickled as its class, message and attributes, whatever a subclass's __init__ takes: a launcher's worker
-        (joblib) sends a job's error back to the sweep by pickle, and ConfigError(key, value, allowed) could not be
-        rebuilt from its message (the sweep then reported a broken process pool, not the error)."""
-        return _rebuild, (type(self), self.args, self.__dict__)
-
-
-def _rebuild(cls: type, args: tuple, state: dict) -> UserError:
-    error = cls.__new__(cls, *args)
-    error.args = args
-    error.__dict__.update(state)
-    return error
-
+from trainer.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -48,14 +32,6 @@ class UnknownKey(UserError):
         fix = (f"did you mean {near[0]}? Write {near[0]}={value} (without '+')" if near
                else "remove it; README's \"What you can choose\" section lists the settings")
         super().__init__(f"+{key}={value}: {key} is not a setting of the harness (nothing reads it); {fix}.")
-
-
-class ConfigError(UserError):
-    """A config value out of range: names the key, the value given and what is allowed."""
-
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
-        self.key = key
-        super().__init__(f"{key}={value!r} is not valid: {key} must be {allowed}.")
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
@@ -84,7 +60,7 @@ def _is_int(v: Any) -> bool:
 
 
 DEVICES = ("auto", "cpu", "cuda")
-# the val metrics trainer.monitor can watch (lower is better for the first three: trainer.loop.LOWER_IS_BETTER)
+# the val metrics trainer.monitor can watch (trainer.evaluate.metrics.lower_is_better says which way is better)
 MONITORS = ("ce", "loss", "ece", "accuracy", "balanced_accuracy", "macro_f1")
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.config import UserError
-from trainer.tracking.store import MASK, flatten, resolve_uri, stored_config
+from trainer.errors import UserError
+from trainer.tracking.masking import MASK
+from trainer.tracking.params import flatten, stored_config
+from trainer.tracking.store import resolve_uri
 
 IGNORED = ("time/",)  # wall-clock figures differ on every run by nature
 

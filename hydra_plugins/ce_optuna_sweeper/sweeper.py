@@ -17,11 +17,11 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.config import UserError
+from trainer.errors import UserError
+from trainer.sweep.job import BASIC_LAUNCHER
 
 log = logging.getLogger(__name__)
 
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 class CeOptunaSweeper(Sweeper):
@@ -57,7 +57,8 @@ class CeOptunaSweeper(Sweeper):
         from trainer.sweep import search
         from trainer.sweep import search_report as report
         from trainer.sweep.search_space import as_override, parse
-        from trainer.tracking.store import handed_over, resolve_uri
+        from trainer.sweep.callback import handed_over
+        from trainer.tracking.store import resolve_uri
 
         assert self.config is not None
         space = parse(self.params, arguments)

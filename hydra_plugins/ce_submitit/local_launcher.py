@@ -1,6 +1,6 @@
 """Hydra's submitit local launcher, plus: a sweep stopped early (SIGINT, SIGTERM, a failed job) stops its job
 processes (without it they outlived the launching process and trained on into runs already ended KILLED), and a
-job that a setting stopped ends the sweep with one `error:` line and exit 2 (trainer.sweep_check).
+job that a setting stopped ends the sweep with one `error:` line and exit 2 (trainer.sweep.check).
 
 submitit starts each job under a controller process (submitit.local._local) that forwards SIGTERM to its task;
 the launcher keeps the Job objects in a local variable, so the controllers are recorded as they start.

@@ -2,12 +2,12 @@
 
 - A sweep stopped early (SIGINT or SIGTERM in the launching process, or a job failed) cancels the Slurm jobs it
   submitted (scancel) and waits until Slurm has them gone, before the sweep's atexit handler
-  (trainer.tracking.SweepCallback) ends the runs still RUNNING KILLED. Without it the jobs trained on, logging
+  (trainer.sweep.callback.SweepCallback) ends the runs still RUNNING KILLED. Without it the jobs trained on, logging
   into runs already ended KILLED, and finished FINISHED under a FAILED parent.
 - sbatch refusing the jobs (a memory, partition or CPU request the cluster cannot meet) is one `error:` line
   naming the hydra.launcher setting, after sbatch's own lines, instead of a traceback; the parent run ends FAILED.
 - A job that a setting stopped (trainer.config.UserError) ends the sweep with one `error:` line and exit 2
-  (trainer.sweep_check.stop_on_user_error), as a job of the basic launcher does.
+  (trainer.sweep.check.stop_on_user_error), as a job of the basic launcher does.
 
 The job ids come from submitit's watcher (SlurmJob.watcher), where every Slurm job this process submitted is
 registered: the launcher keeps its Job objects in a local variable.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from mlflow.tracking import MlflowClient
 
-    from trainer.analysis.compare import Across, Comparison
+    from trainer.analysis.grouping import Across, Comparison
 
 
 @dataclass

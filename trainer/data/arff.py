@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainer.config import UserError
+from trainer.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,7 +1,7 @@
 """The prepared data of a multirun's jobs, kept per process: jobs that differ only in the loss, model or optimiser
 (a loss zoo) share one split, imbalance, noise and resampling.
 
-A thin wrapper around trainer.run.prepare: the key is the resolved config of everything preparation reads
+A thin wrapper around trainer.data.prepare.prepare: the key is the resolved config of everything preparation reads
 (PARTS and the seed), so whatever prepare does with those settings, equal keys give equal data. Entries are
 shared, not copied: the training path reads the arrays and never writes them. Used only in Hydra's MULTIRUN
 mode, where one process may run many jobs (basic launcher, joblib's reused workers); a single run has nothing

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from omegaconf import DictConfig
 
-from trainer.data.splits import Split
+from trainer.data.types import Split
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from omegaconf import DictConfig
 
-from trainer.data.splits import Split
+from trainer.data.types import Split
 
 
 def apply(train: Split, cfg: DictConfig, num_classes: int, seed: int) -> tuple[Split, float]:

@@ -1,7 +1,7 @@
 """Resampling of the train split with imbalanced-learn samplers built by hydra's instantiate.
 
 resampling=balanced_sampler is the exception: it leaves the split as it is and asks the training loop for
-class-balanced batches instead (trainer.loop.epoch_indices).
+class-balanced batches instead (trainer.train.loop.epoch_indices).
 
 Tables with categorical (one-hot) columns: samplers that keep, drop or repeat rows (oversample, undersample,
 near_miss, balanced_sampler; their neighbour searches see the 0/1 columns as numbers) take them as they are;
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from trainer.config import UserError
-from trainer.data.splits import Split
+from trainer.errors import UserError
+from trainer.data.types import Split
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def apply(train: Split, cfg: DictConfig, classes: list[str], seed: int,
           categorical: tuple[tuple[int, int], ...] = ()) -> Resampled:
     """Resample the train split with cfg.sampler (an imblearn sampler), images flattened and reshaped back.
 
-    categorical: the one-hot blocks [start, stop) of a table (trainer.data.Dataset.categorical), kept whole.
+    categorical: the one-hot blocks [start, stop) of a table (trainer.data.types.Dataset.categorical), kept whole.
     """
     if cfg.get("balanced_batches", False):
         return Resampled(train, balanced_batches=True)

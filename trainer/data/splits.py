@@ -1,137 +1,13 @@
-"""Datasets: load a source, split it train/val/test (stratified, seeded), standardise with train statistics.
-
-The loaders of files (torchvision's datasets, image folders, CSV and parquet tables) live in trainer.vision and
-trainer.tables and are imported only when chosen, so the bundled datasets start without torchvision or pandas.
-"""
+"""Splits: train/val/test (stratified, seeded) or stratified k-fold, every class in every part or one error."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from omegaconf import DictConfig
 
-from trainer.config import UserError
-
-
-@dataclass(frozen=True)
-class Split:
-    """One part of a dataset: features x (N, *input_shape) and integer labels y (N,)."""
-
-    x: np.ndarray
-    y: np.ndarray
-
-    def counts(self, num_classes: int) -> list[int]:
-        return np.bincount(self.y, minlength=num_classes).tolist()
-
-
-@dataclass(frozen=True)
-class Dataset:
-    train: Split
-    val: Split
-    test: Split
-    classes: list[str]
-    tabular: bool = False  # features to standardise with train statistics (images are not)
-    unlabeled: Split | None = None  # train samples whose labels are withheld (ssl=pseudo_label)
-    images: bool = False  # pixels (N, C, H, W) on the 0..255 scale, normalised on the device per batch
-    numeric: tuple[int, ...] | None = None  # tabular: the columns to standardise (one-hot ones are not); None: all
-    categorical: tuple[tuple[int, int], ...] = ()  # tabular: the columns [start, stop) of each one-hot category
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
-
-
-@dataclass(frozen=True)
-class Source:
-    """What a loader returns: all labelled data (or the train part when the dataset ships its own test set)."""
-
-    x: np.ndarray
-    y: np.ndarray
-    classes: list[str]
-    tabular: bool = False
-    images: bool = False
-    numeric: tuple[int, ...] | None = None
-    categorical: tuple[tuple[int, int], ...] = ()  # the columns [start, stop) of each one-hot encoded column
-    test: Split | None = None  # the dataset's official test split; None: a stratified one is carved out
-
-
-def _digits(cfg: DictConfig, seed: int) -> Source:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
-    return Source(x, d.target.astype(np.int64), [str(c) for c in d.target_names])
-
-
-def _breast_cancer(cfg: DictConfig, seed: int) -> Source:
-    from sklearn.datasets import load_breast_cancer
-
-    d = load_breast_cancer()
-    return Source(d.data.astype(np.float32), d.target.astype(np.int64), [str(c) for c in d.target_names], True)
-
-
-def _synthetic(cfg: DictConfig, seed: int) -> Source:
-    from sklearn.datasets import make_classification
-
-    params = {k: v for k, v in cfg.items() if k != "name"}
-    try:
-        x, y = make_classification(random_state=seed, **params)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"dataset=synthetic: make_classification rejected the settings {params}: {e}. "
-                        "Adjust dataset.n_informative / n_classes / n_clusters_per_class.") from e
-    return Source(x.astype(np.float32), y.astype(np.int64), [str(c) for c in range(int(cfg.n_classes))], True)
-
-
-def _torchvision(cfg: DictConfig, seed: int) -> Source:
-    from trainer.data.vision import load_torchvision
-
-    return load_torchvision(cfg.name, cfg.root, cfg.download)
-
-
-def _image_folder(cfg: DictConfig, seed: int) -> Source:
-    from trainer.data.vision import load_image_folder
-
-    return load_image_folder(cfg.path, cfg.image_size, cfg.grayscale)
-
-
-def _table(cfg: DictConfig, seed: int) -> Source:
-    from trainer.data.tables import load_table
-
-    return load_table(cfg)
-
-
-LOADERS = {"digits": _digits, "breast_cancer": _breast_cancer, "synthetic": _synthetic, "mnist": _torchvision,
-           "fashion_mnist": _torchvision, "cifar10": _torchvision, "csv": _table, "image_folder": _image_folder}
-
-
-def load(cfg: DictConfig, split_cfg: DictConfig, seed: int) -> Dataset:
-    """Load dataset cfg.name and split it stratified into train/val/test with the given fractions.
-
-    A dataset with an official test split keeps it as the test split; val is then split.val of its train part.
-    With split.folds=K, test is fold split.fold of a stratified K-fold partition (seeded by seed) and val is
-    split.val of all samples, carved stratified from the other folds. UserError when a class would miss a part.
-    """
-    if cfg.name not in LOADERS:
-        raise UserError(f"dataset={cfg.name} is unknown: choose one of {', '.join(LOADERS)}.")
-    src = LOADERS[cfg.name](cfg, seed)
-    folds = split_cfg.get("folds")
-    if src.test is not None:
-        train, val = _carve(np.arange(len(src.y)), src.y, split_cfg.val, seed, src.classes, 2,
-                            f"split.val={split_cfg.val}")
-        ds = Dataset(Split(src.x[train], src.y[train]), Split(src.x[val], src.y[val]), src.test, src.classes,
-                     src.tabular)
-    elif folds:
-        ds = kfold(src.x, src.y, src.classes, int(folds), int(split_cfg.fold), split_cfg.val, seed, src.tabular)
-    else:
-        ds = split(src.x, src.y, src.classes, split_cfg.val, split_cfg.test, seed, src.tabular)
-    if not folds:  # kfold checked every fold
-        setting = f"split.val={split_cfg.val}" + ("" if src.test is not None else f" split.test={split_cfg.test}")
-        require_every_class([ds.train.y, ds.val.y, ds.test.y], src.classes, setting)
-    return replace(ds, images=src.images, numeric=src.numeric, categorical=src.categorical)
+from trainer.data.types import Dataset, Source, Split
+from trainer.errors import UserError
 
 
 def _carve(idx: np.ndarray, y: np.ndarray, size: float, seed: int, classes: list[str],
@@ -233,17 +109,24 @@ def _fix(n: int, kfold: bool) -> str:
             f"{max(n, 2)}), or drop those classes from the data.")
 
 
-def standardize(ds: Dataset) -> Dataset:
-    """Scale each numeric feature to zero mean and unit variance using statistics of the train split only.
+def split_source(src: Source, split_cfg: DictConfig, seed: int) -> Dataset:
+    """Split what a loader returned stratified into train/val/test with split_cfg's fractions.
 
-    The columns in ds.numeric (all when None) are scaled; the others (one-hot categories) pass unchanged.
+    A dataset with an official test split keeps it as the test split; val is then split.val of its train part.
+    With split.folds=K, test is fold split.fold of a stratified K-fold partition (seeded by seed) and val is
+    split.val of all samples, carved stratified from the other folds. UserError when a class would miss a part.
     """
-    cols = slice(None) if ds.numeric is None else list(ds.numeric)
-    mean = np.zeros((1, ds.train.x.shape[1]), np.float32)
-    std = np.ones_like(mean)
-    mean[:, cols] = ds.train.x[:, cols].mean(axis=0, keepdims=True)
-    spread = ds.train.x[:, cols].std(axis=0, keepdims=True)
-    std[:, cols] = np.where(spread > 0, spread, 1.0)
-    scale = lambda s: replace(s, x=((s.x - mean) / std).astype(np.float32))  # noqa: E731
-    return replace(ds, train=scale(ds.train), val=scale(ds.val), test=scale(ds.test),
-                   unlabeled=None if ds.unlabeled is None else scale(ds.unlabeled))
+    folds = split_cfg.get("folds")
+    if src.test is not None:
+        train, val = _carve(np.arange(len(src.y)), src.y, split_cfg.val, seed, src.classes, 2,
+                            f"split.val={split_cfg.val}")
+        ds = Dataset(Split(src.x[train], src.y[train]), Split(src.x[val], src.y[val]), src.test, src.classes,
+                     src.tabular)
+    elif folds:
+        ds = kfold(src.x, src.y, src.classes, int(folds), int(split_cfg.fold), split_cfg.val, seed, src.tabular)
+    else:
+        ds = split(src.x, src.y, src.classes, split_cfg.val, split_cfg.test, seed, src.tabular)
+    if not folds:  # kfold checked every fold
+        setting = f"split.val={split_cfg.val}" + ("" if src.test is not None else f" split.test={split_cfg.test}")
+        require_every_class([ds.train.y, ds.val.y, ds.test.y], src.classes, setting)
+    return replace(ds, images=src.images, numeric=src.numeric, categorical=src.categorical)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from trainer.data.splits import Split
+from trainer.data.types import Split
 
 
 def withhold_labels(train: Split, cfg: DictConfig, num_classes: int, seed: int) -> tuple[Split, Split | None]:

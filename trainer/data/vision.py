@@ -1,7 +1,7 @@
 """Image datasets read into uint8 arrays (N, C, H, W): torchvision's MNIST, Fashion-MNIST, CIFAR-10, image folders.
 
 Pixels stay uint8 on the 0..255 scale (a quarter of float32's memory, on the host and on the device);
-trainer.inputs normalises and augments them on the device per batch.
+trainer.models.inputs normalises and augments them on the device per batch.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.config import UserError
-from trainer.data.splits import Source, Split
+from trainer.errors import UserError
+from trainer.data.types import Source, Split
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Drawing a run's four figures costs 0.3 to 0.7 s of CPU here, as much as training it for the loss zoo. When the
 jobs of a multirun run one after another in this process (Hydra's basic launcher) and a run's torch threads
-leave a core of its share idle, that core draws them: `python -m trainer.figure_worker`, a process that imports
+leave a core of its share idle, that core draws them: `python -m trainer.evaluate.figure_worker`, a process that imports
 numpy and matplotlib only (0.5 s; a multiprocessing "spawn" child re-imports train.py and with it torch, mlflow
 and Hydra, 5 s, which made an earlier version of this worker slower than drawing in the run on 2 cores), lowered
 in priority so that training goes first. It writes the PNGs into the run's output folder; a thread of this
@@ -12,7 +12,7 @@ run keeps its figures. A run never waits for it (another thread writes to its pi
 terminal does not stop it: it finishes the runs handed over; a signal to the sweep's process while it waits
 for them stops it, and the exit status says so (128 + the signal). If the sweep's process is killed, it still
 draws what it was given into the output folders, without logging it. Elsewhere (single runs, launcher workers,
-a model using the whole share) figures are drawn in the run. Same content either way: trainer.figures.save draws them.
+a model using the whole share) figures are drawn in the run. Same content either way: trainer.evaluate.figures.save draws them.
 
 Protocol: pickled (FigureInputs, output folder, run id) tuples on the child's stdin, EOF to finish; pickled
 (run id, seconds, error or None) on its stdout.
@@ -141,6 +141,15 @@ def submit(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int
     with _worker.lock:
         _worker.pending[run_id] = _Job(inp, output_dir, uri, step)
     _worker.tasks.put((inp, output_dir, run_id))
+
+
+def draw(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int, background: bool) -> None:
+    """A finished run's figures: handed to the background process (started by start()) when background, else drawn
+    and logged here."""
+    if background:
+        submit(inp, output_dir, run_id, uri, step)
+    else:
+        draw_and_log(inp, output_dir, run_id, uri, step)
 
 
 def drain() -> list[str]:

@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 ECE_BINS = 15
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of metric is better: losses and calibration error (ce, loss, ece), epochs and times
+    rank ascending; accuracies, F1, recalls and AUCs descending. Takes a name with or without its split
+    (ce, val/ce, best/val/ce, time/train_s)."""
+    last = metric.rsplit("/", 1)[-1]
+    return last in {"ce", "loss", "ece", "epoch"} or metric.startswith("time/")
+
+
 def calibration_bins(confidence: np.ndarray, correct: np.ndarray,
                      n_bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per equal-width confidence bin: (number of samples, sum of confidences, number correct).
@@ -89,7 +97,7 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, classes: 
 
     ce is the plain mean cross-entropy of the true class. The set is read to the host once.
     """
-    import torch  # here: the figure process (trainer.figure_worker) imports this module without torch
+    import torch  # here: the figure process (trainer.evaluate.figure_worker) imports this module without torch
 
     names = [str(c) for c in range(classes)] if isinstance(classes, int) else classes
     num_classes = len(names)

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from trainer.config import UserError
+from trainer.errors import UserError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 

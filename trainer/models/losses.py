@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig
 from torch import nn
 
-from trainer.config import ConfigError
+from trainer.errors import ConfigError
 
 # log(1e-4): the log of the clamped zero of a one-hot label in the reverse cross-entropy of Wang et al.'s code.
 SCE_LOG_ZERO = math.log(1e-4)

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.config import UserError
+from trainer.errors import UserError
 
 
-def build(model_cfg: Any, in_shape: Sequence[int], num_classes: int, dropout: float = 0.0) -> nn.Module:
+def build_network(model_cfg: Any, in_shape: Sequence[int], num_classes: int, dropout: float = 0.0) -> nn.Module:
     """The model conf/model/ describes (its _target_ and settings), for inputs of in_shape and num_classes outputs.
 
     A UserError raised while building (a model that does not fit the data) comes out as itself, not wrapped in

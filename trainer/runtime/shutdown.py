@@ -12,7 +12,7 @@ The threading step must be Python's own: joining the non-daemon threads before t
 forever on an idle executor thread (joblib's loky manager after a sweep, MLflow's artifact-upload pool after a
 run refused before training), since only the hook tells those threads to stop.
 
-SIGTERM and SIGHUP are turned into trainer.interrupt.Interrupted (a KeyboardInterrupt, as SIGINT already is) for
+SIGTERM and SIGHUP are turned into trainer.signals.Interrupted (a KeyboardInterrupt, as SIGINT already is) for
 the whole process, not only during training: a signal between the jobs of a sweep, while loading data or importing
 modules then unwinds through the MLflow runs' context managers (ended KILLED) and the sweep's atexit handler
 (parent ended FAILED), instead of killing the process with its runs RUNNING.
@@ -54,11 +54,11 @@ def run_then_exit(main: Callable[[], object]) -> None:
     does one that stops an exit handler (set_exit_code). Any other exception propagates as usual, so Python
     prints its traceback and exits the ordinary way.
     """
-    from trainer.runtime import signals as interrupt
+    from trainer.runtime import signals
 
-    for s in interrupt.SIGNALS:
+    for s in signals.SIGNALS:
         if s != signal.SIGINT or signal.getsignal(s) is signal.default_int_handler:  # SIGINT ignored stays so
-            signal.signal(s, interrupt.interrupt)
+            signal.signal(s, signals.interrupt)
     report_unraisable = sys.unraisablehook
 
     def unraisable(u: Any) -> None:  # an Interrupted dropped in a callback is remembered, not a traceback to show
@@ -69,8 +69,8 @@ def run_then_exit(main: Callable[[], object]) -> None:
     try:
         main()
         code = 0
-        if interrupt.pending() is not None:  # a signal whose Interrupted Python dropped, after the run's last check
-            raise interrupt.Interrupted(interrupt.pending())
+        if signals.pending() is not None:  # a signal whose Interrupted Python dropped, after the run's last check
+            raise signals.Interrupted(signals.pending())
     except SystemExit as e:
         code = exit_code(e)
     except KeyboardInterrupt as e:

@@ -3,7 +3,7 @@ write a checkpoint, then stop.
 
 Outside training (data preparation, evaluation at the end) and on a second signal, they stop at once; a
 signal repeated within REPEAT_S of the one that started the stop is not acted on (see below). Either way the
-run's context manager (trainer.tracking.mlflow_run) ends the MLflow run KILLED, because Interrupted is a
+run's context manager (trainer.tracking.record.mlflow_run) ends the MLflow run KILLED, because Interrupted is a
 KeyboardInterrupt.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _stopping() -> bool:
 
 
 def interrupt(signum: int, frame: Any) -> None:
-    """The process-wide handler of SIGNALS outside training (trainer.shutdown installs it): raise Interrupted,
+    """The process-wide handler of SIGNALS outside training (trainer.runtime.shutdown installs it): raise Interrupted,
     unless a signal raised one less than REPEAT_S ago (the process is stopping: let it end its runs).
 
     The signal is also remembered: Python prints and drops an exception raised inside a garbage-collector or

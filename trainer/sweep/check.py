@@ -13,10 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from trainer.config import UserError, validate
-
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # jobs in the sweep's own process
+from trainer.config import validate
+from trainer.errors import UserError
+from trainer.sweep.job import BASIC_SWEEPER
 
 
 def job_axes(config: DictConfig) -> OrderedDict[str, list[str]]:

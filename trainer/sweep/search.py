@@ -12,15 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.config import MONITORS, UserError
+from trainer.errors import EndedEarly, UserError
+from trainer.config import MONITORS
 
 LIVE: dict[str, Any] = {}  # study name -> optuna.Study of a search running in this process (in-memory storage)
 _STORAGES: dict[str, Any] = {}  # storage URL -> optuna.storages.RDBStorage opened by a job in this process
 METRICS = tuple(f"val/{m}" for m in MONITORS)  # the final val metrics train.py's main returns
 
 
-class Pruned(Exception):
+class Pruned(EndedEarly):
     """Optuna's pruner stopped this trial: its MLflow run ends FINISHED with a `pruned` tag, not FAILED."""
+
+    tag = "pruned"
 
 
 @dataclass

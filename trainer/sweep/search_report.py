@@ -1,4 +1,4 @@
-"""The study in MLflow: the sweep's parent run (made by trainer.tracking.SweepCallback) describes the study,
+"""The study in MLflow: the sweep's parent run (made by trainer.sweep.callback.SweepCallback) describes the study,
 each trial's run gets its state, and at the end the parent holds the best trial and Optuna's own figures."""
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.tracking.masking import hide_password
+
 log = logging.getLogger(__name__)
 
 FIGURES = ("optimization_history", "param_importances", "slice", "contour", "intermediate_values")
@@ -18,14 +20,7 @@ FIGURES = ("optimization_history", "param_importances", "slice", "contour", "int
 
 def storage_label(url: str | None) -> str:
     """The storage as a tag: `memory`, or its URL with any password hidden."""
-    if url is None:
-        return "memory"
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads: Optuna will say so; never show what may be a secret
-        return "<unreadable URL>"
+    return "memory" if url is None else hide_password(url)
 
 
 def command(overrides: list[str]) -> str:

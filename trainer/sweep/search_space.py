@@ -16,7 +16,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
-from trainer.config import UserError
+from trainer.errors import UserError
 
 SETTING = "hydra.sweeper.params"
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.splits import Dataset
+from trainer.data.types import Dataset
+from trainer.runtime.device import UNKNOWN, device_name
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("torch", "torchvision", "mlflow", "hydra-core", "imbalanced-learn", "numpy", "scikit-learn")
-UNKNOWN = "unknown"
 DIFF_ARTIFACT = "git.diff"
 
 
@@ -96,21 +96,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def device_name(device) -> str:
-    """The accelerator's name (CUDA) or the CPU model."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or UNKNOWN
-
-
 def data_fingerprint(ds: Dataset) -> str:
     """SHA-256 of the train/val/test arrays the model sees (after imbalance, noise and resampling)."""
     h = hashlib.sha256(repr(ds.classes).encode())
@@ -122,13 +107,13 @@ def data_fingerprint(ds: Dataset) -> str:
     return h.hexdigest()
 
 
-def tags(git: GitState, device, threads: int, seed: int, deterministic: bool) -> dict[str, str]:
-    """The provenance of a run as MLflow tags (data.fingerprint comes later, once the data is prepared)."""
+def tags(git: GitState, device, seed: int, deterministic: bool) -> dict[str, str]:
+    """The provenance of a run as MLflow tags, as known before its data and model exist (data.fingerprint and
+    torch.threads come with them)."""
     out = {
         "git.commit": git.commit,
         "git.dirty": UNKNOWN if git.dirty is None else str(git.dirty).lower(),
         "device.name": device_name(device),
-        "torch.threads": str(threads),
         "seed": str(seed),
         "deterministic": str(deterministic).lower(),
     }

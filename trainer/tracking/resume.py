@@ -12,14 +12,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from trainer.train import checkpoint
-from trainer.config import UserError
+from trainer.errors import UserError
 from trainer.train.loop import LoopState, epoch_metrics
-from trainer.tracking.store import CHECKPOINT_TAG, flatten, stored_config
+from trainer.tracking.params import flatten, stored_config
+from trainer.tracking.tags import CHECKPOINT as TAG, PROCESS
 
-TAG = CHECKPOINT_TAG  # where the run writes its checkpoint; a resumed run moves it to its own output folder
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
 MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
-PROCESS = "process"  # pid@host/start of the process training the run: is a RUNNING run still trained?
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.config import UserError
+from trainer.errors import UserError
 from trainer.train.loop import EpochProgress, LoopState
 
 FILENAME = "checkpoint.pt"
@@ -35,17 +35,16 @@ class CheckpointError(UserError):
 
 
 def snapshot(*, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-             state: LoopState, generator: torch.Generator, scheduler: Any = None) -> dict[str, Any]:
+             state: LoopState, generator: torch.Generator) -> dict[str, Any]:
     """Everything a checkpoint holds, copied now, so that it can be written while training goes on."""
     payload = {
         "format": FORMAT, "version": VERSION, "run_id": run_id,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
         "rng": _rng_states(generator), "loop": _loop_to_dict(state),
     }
     # state_dict()s hold the live tensors, which the next step changes in place: copy them. best_weights is
     # already a copy that fit replaces rather than changes.
-    for part in ("model", "optimizer", "loss", "scheduler"):
+    for part in ("model", "optimizer", "loss"):
         payload[part] = copy.deepcopy(payload[part])
     return payload
 
@@ -102,13 +101,11 @@ def owner(path: Path) -> str | None:
 
 
 def restore(payload: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-            generator: torch.Generator, device: torch.device, scheduler: Any = None) -> LoopState:
+            generator: torch.Generator, device: torch.device) -> LoopState:
     """Put a loaded checkpoint's weights, optimizer, loss and random states back; return the loop state."""
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     loss_fn.load_state_dict(payload["loss"])
-    if scheduler is not None and payload["scheduler"] is not None:
-        scheduler.load_state_dict(payload["scheduler"])
     _restore_rng(payload["rng"], generator)
     return _loop_from_dict(payload["loop"], device)
 

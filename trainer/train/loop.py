@@ -14,27 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.runtime import progress
 from trainer.data import ssl
-from trainer.config import UserError
+from trainer.data.types import Tensors
+from trainer.errors import UserError
+from trainer.evaluate.metrics import lower_is_better
+from trainer.evaluate.scores import evaluate, predict
 from trainer.models.losses import predictive_logits
-from trainer.evaluate.metrics import classification_metrics
+from trainer.models.regularization import penalty
+from trainer.runtime import progress
 
 log = logging.getLogger(__name__)
 
-EVAL_BATCH = 1024
 # An epoch line in the log costs about 0.1 ms (a formatted record and a write): 2 to 4 % of a 5 ms digits epoch.
 # Epochs are logged at most this often, and always the first and the last (or the one stopped).
 LOG_EVERY_S = 1.0
-LOWER_IS_BETTER = ("ce", "loss", "ece")
-
-
-@dataclass(frozen=True)
-class Tensors:
-    """A split on the training device."""
-
-    x: torch.Tensor
-    y: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)  # each epoch's metrics, "epoch", "timestamp"
 
 
-# --- state that a checkpoint saves (trainer.checkpoint); everything fit needs to continue bit-identically ---
+# --- state that a checkpoint saves (trainer.train.checkpoint); everything fit needs to continue bit-identically ---
 @dataclass
 class EpochProgress:
     """How far the current epoch got, so that an epoch stopped part-way by a signal continues where it was."""
@@ -76,7 +69,7 @@ class EpochProgress:
 
 @dataclass
 class LoopState:
-    """Where fit stands. fit updates it after every epoch; trainer.checkpoint saves and restores it."""
+    """Where fit stands. fit updates it after every epoch; trainer.train.checkpoint saves and restores it."""
 
     epoch: int = 0  # last completed epoch
     best_score: float = math.inf  # the best val `monitor` so far, negated where higher is better
@@ -100,43 +93,6 @@ class NonFiniteLoss(UserError):
         super().__init__(
             f"the training loss became non-finite (NaN or inf) at epoch {epoch}, step {step}. Lower optim.lr, "
             "check the loss settings, or try trainer.grad_clip; the weights of the last good epoch are kept.")
-
-
-def penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:
-    """l1 * sum|w| + l2 * sum w^2 over weight matrices and kernels (parameters of 2+ dims, not biases)."""
-    if not (l1 or l2):
-        return None
-    weights = [p for p in model.parameters() if p.ndim > 1]
-    total = torch.zeros((), device=weights[0].device)
-    if l1:
-        total = total + l1 * sum(p.abs().sum() for p in weights)
-    if l2:
-        total = total + l2 * sum(p.pow(2).sum() for p in weights)
-    return total
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits of the whole set, computed in eval mode in large batches, left on the device."""
-    model.eval()
-    return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
-
-
-def evaluate(model: nn.Module, data: Tensors, loss_fn: nn.Module, classes: list[str], l1: float = 0.0,
-             l2: float = 0.0, per_class: bool = False, logits: torch.Tensor | None = None) -> dict[str, float]:
-    """Metrics of a split: classification metrics plus `loss`, the objective (variant + penalties).
-
-    logits: the model's logits of the split when the caller has them already (predict), to save a pass."""
-    logits = predict(model, data.x) if logits is None else logits
-    out = classification_metrics(predictive_logits(loss_fn, logits), data.y, classes, per_class=per_class)
-    with torch.inference_mode():
-        pen = penalty(model, l1, l2)
-        if getattr(loss_fn, "is_plain_ce", False) and pen is None:
-            out["loss"] = out["ce"]  # the same number: no second pass over the set
-        else:
-            loss = loss_fn(logits.float(), data.y)
-            out["loss"] = float(loss if pen is None else loss + pen)
-    return out
 
 
 # --- which samples an epoch trains on: the per-epoch order, and pseudo-labels between epochs -------------------
@@ -289,7 +245,7 @@ def _fit_epochs(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         s.epoch, s.progress = epoch, None
         s.history.append({"epoch": epoch, "timestamp": int(time.time() * 1000)} | metrics)
-        score = va[cfg.monitor] if cfg.monitor in LOWER_IS_BETTER else -va[cfg.monitor]
+        score = va[cfg.monitor] if lower_is_better(cfg.monitor) else -va[cfg.monitor]
         if score < s.best_score - cfg.min_delta:
             s.best_score, s.best_epoch, s.wait = score, epoch, 0
             s.best_weights = copy.deepcopy(model.state_dict())

@@ -1,0 +1,70 @@
+"""The data a run trains on: load and split the dataset, then imbalance, label noise, withheld labels (ssl) and
+resampling on the train split only, and standardise tables with train-split statistics."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from omegaconf import DictConfig
+
+from trainer.data import cache, imbalance, noise, resampling, sources, ssl
+from trainer.data.standardize import standardize
+from trainer.data.types import Dataset
+from trainer.runtime import progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """The splits the model sees, and what preparing them decided (logged with the run)."""
+
+    dataset: Dataset
+    class_counts: dict[str, list[int]]  # per stage: train_source, train_imbalanced, ..., train_resampled, val, test
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    balanced_batches: bool = False  # resampling=balanced_sampler: the loop draws class-balanced batches
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Load and split the dataset; imbalance, noise, withheld labels (ssl) and resampling on the train split only."""
+    seed = int(cfg.seed)
+    with progress.step(f"data: loading dataset={cfg.dataset.name}"):
+        ds = sources.load(cfg.dataset, cfg.split, seed)
+    n = ds.num_classes
+    counts = {"train_source": ds.train.counts(n)}
+    train = imbalance.apply(ds.train, cfg.imbalance, n, seed)
+    counts["train_imbalanced"] = train.counts(n)
+    train, flip_rate = noise.apply(train, cfg.noise, n, seed)
+    metrics = {}
+    if cfg.noise.name != "none":
+        counts["train_noisy"] = train.counts(n)
+        metrics["noise/flip_rate"] = flip_rate
+    train, unlabeled = ssl.withhold_labels(train, cfg.ssl, n, seed)
+    if unlabeled is not None:
+        counts["train_labeled"] = train.counts(n)
+    with (progress.step(f"data: resampling={cfg.resampling.name} of {len(train.y):,} train samples")
+          if cfg.resampling.name != "none" else contextlib.nullcontext()):
+        res = resampling.apply(train, cfg.resampling, ds.classes, seed, ds.categorical)
+    # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
+    counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
+                                 else res.train.counts(n))
+    counts["val"], counts["test"] = ds.val.counts(n), ds.test.counts(n)
+    metrics |= res.metrics
+    ds = replace(ds, train=res.train, unlabeled=unlabeled)
+    if ds.tabular:
+        ds = standardize(ds)
+    return Prepared(ds, counts, res.params, metrics, res.balanced_batches)
+
+
+def prepared(cfg: DictConfig, shared: bool) -> Prepared:
+    """prepare(cfg); with shared (a multirun's job), reused from an earlier job of this process that prepared the
+    same data (trainer.data.cache)."""
+    if not shared:
+        return prepare(cfg)
+    prep, reused = cache.cached(cfg, prepare)
+    if reused:
+        log.info("data: prepared by an earlier job of this process, reused")
+    return prep

@@ -1,0 +1,71 @@
+"""Where the data come from: one loader per dataset option, and load(), which splits what a loader returns.
+
+The loaders of files (torchvision's datasets, image folders, CSV, parquet and ARFF tables) live in
+trainer.data.vision and trainer.data.tables and are imported only when chosen, so the bundled datasets start
+without torchvision or pandas.
+"""
+from __future__ import annotations
+
+import numpy as np
+from omegaconf import DictConfig
+
+from trainer.data.splits import split_source
+from trainer.data.types import Dataset, Source
+from trainer.errors import UserError
+
+
+def _digits(cfg: DictConfig, seed: int) -> Source:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    return Source(x, d.target.astype(np.int64), [str(c) for c in d.target_names])
+
+
+def _breast_cancer(cfg: DictConfig, seed: int) -> Source:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    return Source(d.data.astype(np.float32), d.target.astype(np.int64), [str(c) for c in d.target_names], True)
+
+
+def _synthetic(cfg: DictConfig, seed: int) -> Source:
+    from sklearn.datasets import make_classification
+
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    try:
+        x, y = make_classification(random_state=seed, **params)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"dataset=synthetic: make_classification rejected the settings {params}: {e}. "
+                        "Adjust dataset.n_informative / n_classes / n_clusters_per_class.") from e
+    return Source(x.astype(np.float32), y.astype(np.int64), [str(c) for c in range(int(cfg.n_classes))], True)
+
+
+def _torchvision(cfg: DictConfig, seed: int) -> Source:
+    from trainer.data.vision import load_torchvision
+
+    return load_torchvision(cfg.name, cfg.root, cfg.download)
+
+
+def _image_folder(cfg: DictConfig, seed: int) -> Source:
+    from trainer.data.vision import load_image_folder
+
+    return load_image_folder(cfg.path, cfg.image_size, cfg.grayscale)
+
+
+def _table(cfg: DictConfig, seed: int) -> Source:
+    from trainer.data.tables import load_table
+
+    return load_table(cfg)
+
+
+LOADERS = {"digits": _digits, "breast_cancer": _breast_cancer, "synthetic": _synthetic, "mnist": _torchvision,
+           "fashion_mnist": _torchvision, "cifar10": _torchvision, "csv": _table, "image_folder": _image_folder}
+
+
+def load(cfg: DictConfig, split_cfg: DictConfig, seed: int) -> Dataset:
+    """Load dataset cfg.name and split it (trainer.data.splits.split_source); UserError for an unknown name or a
+    class that would miss a part."""
+    if cfg.name not in LOADERS:
+        raise UserError(f"dataset={cfg.name} is unknown: choose one of {', '.join(LOADERS)}.")
+    return split_source(LOADERS[cfg.name](cfg, seed), split_cfg, seed)

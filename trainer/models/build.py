@@ -1,0 +1,54 @@
+"""The parts a run trains, built from its config and data: the network (behind its on-device input stage and speed
+wrappers), the loss from the class counts the model trains on, the optimizer, and the torch thread count."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from trainer.data.types import Dataset
+from trainer.models.accel import accelerate
+from trainer.models.inputs import with_inputs
+from trainer.models.losses import build_loss, loss_weights
+from trainer.models.networks import build_network
+from trainer.models.optim import build_optimizer
+from trainer.runtime import threads
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Built:
+    model: nn.Module  # on the device, with its input stage and speed wrappers
+    loss_fn: nn.Module
+    optimizer: Any
+    threads: threads.Choice  # torch's CPU thread count for this run, and why
+
+    @property
+    def loss_weights(self) -> dict[str, list[float]]:
+        """The class weights, alphas, offsets or margins the loss uses."""
+        return loss_weights(self.loss_fn)
+
+
+def build(cfg: DictConfig, ds: Dataset, class_counts: Sequence[int], device: torch.device,
+          launcher: dict | None = None, pinned_threads: int | None = None,
+          pinned_by: str = "trainer.threads") -> Built:
+    """The model, loss and optimizer of cfg for ds, initialised from cfg.seed; class_counts are those the model
+    trains on (after resampling). The thread count (trainer.runtime.threads.choose: pinned_threads when given, else
+    from the model's size and the job's CPU share under launcher) is set before the speed wrappers are applied,
+    since torch.compile may specialise on it."""
+    torch.manual_seed(int(cfg.seed))
+    model = build_network(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout)
+    model = with_inputs(model, ds, cfg.dataset).to(device)  # images: normalised (and augmented) on the device
+    cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device, launcher, pinned_by)
+    torch.set_num_threads(cpu.threads)
+    log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
+             "" if cpu.macs_per_step is None else f", {cpu.macs_per_step / 1e6:.1f} M multiply-adds per step")
+    model = accelerate(model, cfg.trainer, device)  # bf16, channels-last, torch.compile when asked
+    loss_fn = build_loss(cfg.loss, class_counts).to(device)
+    return Built(model, loss_fn, build_optimizer(cfg.optim, model), cpu)

@@ -1,0 +1,144 @@
+"""The sweep's side in MLflow: the store, the experiment and one parent run created once before the jobs of a
+multirun start, handed to every job through its config, and every run the sweep owns ended when it ends.
+
+Hydra builds this callback for every command (conf/config.yaml): this module imports no torch, mlflow or
+matplotlib at import time.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from trainer.errors import UserError
+from trainer.sweep.check import check_sweep
+from trainer.sweep.job import BASIC_LAUNCHER
+from trainer.tracking.masking import mask_overrides
+from trainer.tracking.provenance import resume_command, script
+from trainer.tracking.store import default_uri, drop_inherited_run_id, resolve_uri, setup_experiment, ui_command
+from trainer.tracking.tags import CHECKPOINT
+
+log = logging.getLogger(__name__)
+
+UI_RUNS = "#/experiments/{}?workflowType=machine_learning"  # MLflow 3.17 opens experiments on GenAI pages otherwise
+
+
+def override(key: str, value: str) -> str:
+    """A Hydra command-line override that sets key to the string value as it is (quoted: URIs hold ':', '/', '@')."""
+    return f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
+
+
+def handed_over(config: DictConfig, key: str) -> str | None:
+    """The value SweepCallback handed to the jobs for key (tracking.uri, tracking.parent_run_id), read back from
+    the sweep config's hydra overrides by a sweeper that runs after the callback; None before it or outside one."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    found = [o for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.hydra))
+             if o.key_or_group == key]
+    return str(found[-1].value()) if found else None
+
+
+def _resume_command(run: Any) -> str | None:
+    """The command that continues a sweep's stopped run, from the overrides Hydra wrote beside its checkpoint
+    (the job's .hydra/overrides.yaml); None when that folder is not on this machine."""
+    ckpt = run.data.tags.get(CHECKPOINT)
+    overrides = Path(ckpt).parent / ".hydra" / "overrides.yaml" if ckpt else None
+    if overrides is None or not overrides.is_file():
+        return None
+    return resume_command([str(o) for o in OmegaConf.load(overrides)], run.info.run_id)
+
+
+class SweepCallback(Callback):
+    """Creates the store, the experiment and a parent run once, before the jobs of a multirun start, and hands
+    the store's URI and the parent's id to every job through the job's own config.
+
+    The hand-over: each launcher (basic, joblib, submitit, ray) builds a job's config with
+    `config_loader.load_sweep_config(sweep_config, job_overrides)`, which composes the config again from
+    `sweep_config.hydra.overrides.hydra` + the job's overrides. Appending `tracking.uri=...` and
+    `tracking.parent_run_id=...` to that list here (the same object the launcher receives afterwards) puts
+    them into every job's config, wherever the job runs: nothing is read from the job's environment or from a
+    file. Creating the sqlite store here, once, also keeps the jobs from racing to create it.
+
+    Every run the sweep owns ends: on_multirun_end ends the parent FINISHED (FAILED if a child did not finish);
+    when the sweep stops early (a job failed, a signal), an atexit handler ends the parent FAILED and any child
+    still RUNNING (a worker killed before it could record its end) KILLED.
+    """
+
+    _workers = False  # set by _start: whether the jobs run in a launcher's worker processes
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Check the sweep's values and its store before any job: a user error ends the sweep with one `error:`
+        line and exit code 2, as it ends a single run, with no parent run created."""
+
+        try:
+            check_sweep(config)
+            self._start(config)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    def _start(self, config: DictConfig) -> None:
+        from mlflow.tracking import MlflowClient
+
+        drop_inherited_run_id()
+        uri = resolve_uri(config.tracking.uri)
+        experiment_id = setup_experiment(uri, config.tracking.experiment)
+        overrides = mask_overrides(" ".join(config.hydra.overrides.task))
+        run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep {overrides}".strip(),
+                                           tags={"sweep": "parent", "sweep.overrides": overrides})
+        self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id
+        # jobs in a launcher's worker processes: a stopped one may end its run KILLED where its output is not seen
+        self._workers = config.hydra.launcher.get("_target_") != BASIC_LAUNCHER
+        # Hydra skips on_multirun_end when a job fails or a signal stops the sweep: the runs must not stay RUNNING.
+        atexit.register(self._end, "FAILED")
+        with read_write(config.hydra.overrides):
+            config.hydra.overrides.hydra.extend([override("tracking.uri", uri),
+                                                 override("tracking.parent_run_id", run.info.run_id)])
+        log.info("sweep parent run %s in experiment %r (store %s)", run.info.run_id, config.tracking.experiment, uri)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end("FINISHED")
+        print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)
+
+    def _end(self, status: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self._uri)
+        parent = client.get_run(self._run_id)
+        if parent.info.status != "RUNNING":
+            return
+        children = client.search_runs([parent.info.experiment_id],
+                                      filter_string=f"tags.mlflow.parentRunId = '{self._run_id}'")
+        stopped = []
+        for child in children:
+            if child.info.status == "RUNNING":  # its process was killed before it could end the run
+                client.set_tag(child.info.run_id, "error", "the sweep stopped while this run was running")
+                client.set_terminated(child.info.run_id, "KILLED")
+                stopped.append(child)
+            elif child.info.status == "KILLED" and self._workers:
+                stopped.append(child)  # its worker ended it (Ctrl-C reaches the whole process group)
+        commands = [c for c in map(_resume_command, stopped) if c]
+        if commands:  # a launcher's worker was stopped with its job: it could not print this itself
+            print(f"{len(commands)} run(s) of the sweep were stopped (KILLED); continue each with:\n  "
+                  + "\n  ".join(commands), file=sys.stderr, flush=True)
+        failed = [c.info.run_name for c in children if c.info.status != "FINISHED"]
+        if failed or status != "FINISHED":
+            client.set_tag(self._run_id, "error", f"runs not finished: {', '.join(failed) or 'sweep stopped'}")
+            status = "FAILED"
+        client.set_tag(self._run_id, "sweep.runs", str(len(children)))
+        client.set_terminated(self._run_id, status)
+
+
+def sweep_hint(uri: str, parent_run_id: str, experiment_id: str) -> str:
+    """What the end of a sweep prints, once: the compare command for this sweep and where the UI shows its runs."""
+    store = "" if uri == default_uri() else f" --tracking-uri {uri}"
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    ui = "open" if uri.startswith(("http://", "https://")) else f"{ui_command(uri)}, then open"
+    return (f"Compare this sweep (paired tests, report): python {script('scripts/compare.py')} --parent "
+            f"{parent_run_id}{store}\n"
+            f"Its runs in the UI: {ui} {base}/{UI_RUNS.format(experiment_id)}")

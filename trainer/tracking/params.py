@@ -1,0 +1,67 @@
+"""The run's config as MLflow records it: every resolved setting as a param (dotted keys), the chosen option of each
+group as a tag, the whole config and Hydra's files as artifacts; and the config a run stored, read back."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainer.errors import UserError
+from trainer.tracking.masking import mask
+
+GROUPS = ("dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim", "ssl",
+          "remedy")  # remedy: only in the study presets (conf/experiment/), which choose one remedy per run
+MAX_PARAM_CHARS = 6000
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as MLflow params: dotted keys, values cut to MLflow's limit, secrets masked."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+            return
+        key = re.sub(r"[^\w\-. :/]", "_", prefix)
+        value = json.dumps(node) if isinstance(node, (list, dict)) else str(node)
+        out[key] = value[:MAX_PARAM_CHARS]
+
+    walk(mask(OmegaConf.to_container(cfg, resolve=True)), "")
+    return out
+
+
+def log_config(cfg: DictConfig, hydra_dir: Path | None) -> None:
+    """Log the resolved config as config.yaml and Hydra's .hydra/ files (config, overrides), secrets masked."""
+    import mlflow
+
+    mlflow.log_text(OmegaConf.to_yaml(mask(OmegaConf.to_container(cfg, resolve=True))), "config.yaml")
+    if hydra_dir is None or not hydra_dir.is_dir():
+        return
+    for path in sorted(hydra_dir.glob("*.yaml")):
+        tree = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        mlflow.log_text(OmegaConf.to_yaml(mask(tree)), f".hydra/{path.name}")
+
+
+def stored_config(client: Any, run_id: str) -> DictConfig:
+    """The resolved config a run logged as config.yaml (secret values are *** there)."""
+    import tempfile
+    from unittest import mock
+
+    # MLflow draws a progress bar on stderr even for one small file.
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+        try:
+            path = client.download_artifacts(run_id, "config.yaml", tmp)
+        except Exception as e:
+            raise UserError(f"run {run_id} has no readable config.yaml artifact ({type(e).__name__}: {e}); "
+                            "it was not logged by this harness or its artifacts are gone.") from e
+        return OmegaConf.load(path)
+
+
+def group_tags(cfg: DictConfig) -> dict[str, str]:
+    """The chosen option of each config group, as tags (dataset=digits, loss=focal, ...)."""
+    return {g: str(cfg[g].name) for g in GROUPS if g in cfg and "name" in cfg[g]}

@@ -1,0 +1,4 @@
+"""Tags a run writes for the harness to read back later (a resume, the end of a sweep), named once."""
+
+CHECKPOINT = "checkpoint.path"  # where the run writes its checkpoint; a resumed run moves it to its own output folder
+PROCESS = "process"  # pid@host/start of the process training the run: is a RUNNING run still trained?
