@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_the_benchmark_runs_every_cpu_case_and_writes_its_figures(tmp_path):

@@ -15,17 +15,16 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from trainer.train import checkpoint
-from trainer.train import loop
-from trainer.train.checkpoint import CheckpointError
+from helpers import ROOT, make_cfg, train_cli
 from trainer.errors import UserError
-from trainer.runtime.signals import Interrupted
-from trainer.train.loop import EpochProgress, LoopState
 from trainer.run import run
+from trainer.runtime.signals import Interrupted
+from trainer.train import checkpoint, loop
+from trainer.train.checkpoint import CheckpointError
+from trainer.train.loop import EpochProgress, LoopState
 
 
 def _parts(seed: int = 0):
@@ -234,7 +233,7 @@ def _latest_run(client: MlflowClient) -> str:
                          ids=["preparing data", "before logging its config"])
 def test_a_run_stopped_before_its_first_checkpoint_says_so_and_resumes_from_the_start(run_cfg, store, capsys,
                                                                                        stopped_in):
-    # issue 14: stopped while preparing its data, the run had no data.fingerprint yet and its resume was refused
+    # stopped while preparing its data, the run had no data.fingerprint yet; its resume was once refused
     # with a false "the data differ", which also turned the KILLED run FAILED
     import trainer.run as run_module
 
@@ -272,7 +271,7 @@ def test_a_refused_resume_leaves_the_run_killed_and_its_checkpoint_where_it_was(
 
 
 def test_a_local_checkpoint_of_another_run_falls_back_to_the_run_s_own_artifact(run_cfg, store):
-    # issue 14: two runs in one output folder; the later one's checkpoint replaced the earlier one's file
+    # two runs in one output folder: the later one's checkpoint replaced the earlier one's file
     first = _run_stopped_by_sigterm(run_cfg(*RESUME)).run_id
     second = _run_stopped_by_sigterm(run_cfg(*RESUME, "seed=1")).run_id
     client = MlflowClient(store)

@@ -12,13 +12,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, train_cli
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from trainer.analysis import compare
-from trainer.analysis import report
-from trainer.analysis import stats
+from helpers import ROOT, train_cli
+from trainer.analysis import compare, grouping, report, stats
+from trainer.errors import UserError
+from trainer.evaluate.metrics import lower_is_better
+from trainer.sweep.callback import sweep_hint
 
 GROUP_TAGS = {"dataset": "digits", "imbalance": "longtail", "noise": "none", "model": "mlp", "loss": "plain",
               "resampling": "none", "regularization": "none", "optim": "adam"}
@@ -82,8 +83,8 @@ def loss_sweep(client):
 def test_groups_by_the_options_that_differ_and_aggregates_over_seeds(store):
     client = MlflowClient(store)
     parent = loss_sweep(client)
-    sel = compare.select(client, store, parent=parent)
-    c = compare.compare(sel.runs)
+    sel = grouping.select(client, store, parent=parent)
+    c = grouping.compare(sel.runs)
     assert c.keys == ["loss"]  # not seed, not torch.threads, not loss.gamma (the same wherever it is set)
     assert [row["loss"] for row in c.rows] == ["focal", "plain"]  # higher balanced accuracy first
     for row in c.rows:
@@ -91,7 +92,7 @@ def test_groups_by_the_options_that_differ_and_aggregates_over_seeds(store):
         assert row["n"] == 3 and row["test/balanced_accuracy n"] == 3
         assert row["test/balanced_accuracy mean"] == pytest.approx(np.mean(values))
         assert row["test/balanced_accuracy std"] == pytest.approx(np.std(values, ddof=1))
-        assert row[f"{compare.WORST_RECALL} mean"] == pytest.approx(np.mean(values) - 0.3)
+        assert row[f"{grouping.WORST_RECALL} mean"] == pytest.approx(np.mean(values) - 0.3)
     assert list(c.groups) == ["loss=focal", "loss=plain"]
     assert {r.info.run_name for r in c.groups["loss=plain"]} == {"loss=plain,seed=0", "loss=plain,seed=1",
                                                                  "loss=plain,seed=2"}
@@ -99,10 +100,10 @@ def test_groups_by_the_options_that_differ_and_aggregates_over_seeds(store):
 
 def test_a_lower_is_better_metric_ranks_ascending(store):
     client = MlflowClient(store)
-    c = compare.compare(compare.select(client, store, parent=loss_sweep(client)).runs, metric="test/ce")
+    c = grouping.compare(grouping.select(client, store, parent=loss_sweep(client)).runs, metric="test/ce")
     assert [row["loss"] for row in c.rows] == ["focal", "plain"]
     assert c.rows[0]["test/ce mean"] < c.rows[1]["test/ce mean"]
-    assert compare.lower_is_better("best/val/ce") and not compare.lower_is_better("test/macro_f1")
+    assert lower_is_better("best/val/ce") and not lower_is_better("test/macro_f1")
 
 
 def test_a_setting_that_differs_is_a_grouping_key_and_runs_without_it_are_labelled_without_it(store):
@@ -111,7 +112,7 @@ def test_a_setting_that_differs_is_a_grouping_key_and_runs_without_it_are_labell
     runs = [(f"g{g}", {"loss": "focal"}, {"loss.gamma": g, "seed": 0, "loss._target_": "Focal"},
              {"test/balanced_accuracy": 0.5 + g / 10}, []) for g in (1, 2)]
     runs.append(("plain", {"loss": "plain"}, {"seed": 0, "loss._target_": "CE"}, {"test/balanced_accuracy": 0.9}, []))
-    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     assert c.keys == ["loss", "loss.gamma"]
     assert list(c.groups) == ["loss=plain", "loss=focal, loss.gamma=2", "loss=focal, loss.gamma=1"]
 
@@ -121,7 +122,7 @@ def test_runs_lacking_the_metric_are_named_and_left_out_of_its_mean(store):
     runs = [("a0", {"loss": "a"}, {"seed": 0}, {"test/balanced_accuracy": 0.6}, []),
             ("a1", {"loss": "a"}, {"seed": 1}, {"test/ce": 0.3}, []),
             ("b0", {"loss": "b"}, {"seed": 0}, {"test/ce": 0.2}, [])]
-    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     assert c.warnings == ["2 of 3 runs lack test/balanced_accuracy and are left out of its mean: a1, b0"]
     a, b = c.rows  # a group without the metric at all ranks last
     assert (a["loss"], a["test/balanced_accuracy mean"], a["test/balanced_accuracy n"], a["n"]) == ("a", 0.6, 1, 2)
@@ -129,9 +130,9 @@ def test_runs_lacking_the_metric_are_named_and_left_out_of_its_mean(store):
     header, rows = compare.rows_for_display(c)
     assert rows[0][header.index("test/balanced_accuracy")] == "0.6000 (n=1)"
     assert rows[1][header.index("test/balanced_accuracy")] == "–"
-    with pytest.raises(compare.UserError, match=r"--metric test/f2: none of the 3 runs has it\. Metrics they have: "
+    with pytest.raises(UserError, match=r"--metric test/f2: none of the 3 runs has it\. Metrics they have: "
                                                 r"test/balanced_accuracy, test/ce"):
-        compare.compare(c.groups["loss=a"] + c.groups["loss=b"], metric="test/f2")
+        grouping.compare(c.groups["loss=a"] + c.groups["loss=b"], metric="test/f2")
 
 
 def test_the_command_prints_writes_and_logs_the_latest_sweep(store, tmp_path, monkeypatch, capsys):
@@ -172,7 +173,7 @@ def test_the_command_prints_writes_and_logs_the_latest_sweep(store, tmp_path, mo
 
 def test_curves_draw_the_mean_of_each_group_and_the_seed_spread(store):
     client = MlflowClient(store)
-    c = compare.compare(compare.select(client, store, parent=loss_sweep(client)).runs)
+    c = grouping.compare(grouping.select(client, store, parent=loss_sweep(client)).runs)
     fig = report.curves_figure(client, c, "title")
     ax = fig.axes[0]
     focal = next(line for line in ax.get_lines() if "loss=focal (n=3)" in line.get_label())
@@ -196,11 +197,11 @@ def test_settings_that_change_no_result_do_not_split_groups_and_equal_values_are
                                                      "trainer.persist_every_s": 0, "tracking.uri": "http://x"}),
             run_of("b0", 0, 0.7, {"loss": "focal"}, {"loss.gamma": "2.0"}),
             run_of("b1", 1, 0.8, {"loss": "focal"}, {"loss.gamma": "2"})]
-    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     assert c.keys == ["loss.gamma"]
     assert list(c.groups) == ["loss.gamma=2", "loss.gamma=1"]
     assert [row["n"] for row in c.rows] == [2, 2]
-    assert compare.normalise("1e0") == "1" and compare.normalise("True") == "true" and compare.normalise("None") == "null"
+    assert grouping.normalise("1e0") == "1" and grouping.normalise("True") == "true" and grouping.normalise("None") == "null"
 
 
 def test_a_rerun_of_a_seed_counts_once_the_latest_with_a_note(store):
@@ -208,7 +209,7 @@ def test_a_rerun_of_a_seed_counts_once_the_latest_with_a_note(store):
     runs = [run_of("p0", 0, 0.50, {"loss": "plain"}), run_of("p1", 1, 0.60, {"loss": "plain"}),
             run_of("p1-again", 1, 0.64, {"loss": "plain"}),
             run_of("w0", 0, 0.70, {"loss": "weighted"}), run_of("w1", 1, 0.80, {"loss": "weighted"})]
-    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     plain = c.rows[list(c.groups).index("loss=plain")]
     assert plain["n"] == 2 and plain["test/balanced_accuracy mean"] == pytest.approx(np.mean([0.50, 0.64]))
     assert "loss=plain: seed 1 ran 2 times; kept the latest, p1-again" in c.warnings
@@ -220,7 +221,7 @@ def test_groups_are_paired_by_seed_not_by_position(store):
     # the runs of b come in another seed order, and seed 3 has no partner
     runs = [run_of(f"a{s}", s, 0.5 + s / 10, {"loss": "a"}) for s in (0, 1, 2)]
     runs += [run_of(f"b{s}", s, 0.9 + s / 100, {"loss": "b"}) for s in (2, 3, 0, 1)]
-    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs, baseline="b")
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs, baseline="b")
     d = c.diffs["loss=a"]
     assert d.paired and d.n == 3 and d.unmatched == [("3",)]
     assert d.mean == pytest.approx(np.mean([0.5 - 0.90, 0.6 - 0.91, 0.7 - 0.92]))
@@ -233,7 +234,7 @@ def test_k_fold_runs_are_paired_by_seed_and_fold(store):
     cells = [(seed, fold) for seed in (0, 1) for fold in (0, 1, 2)]
     runs = [run_of(f"a{s}{f}", s, 0.5 + f / 10, {"loss": "a"}, {"split.fold": f}) for s, f in cells]
     runs += [run_of(f"b{s}{f}", s, 0.6 + f / 10 + s / 100, {"loss": "b"}, {"split.fold": f}) for s, f in reversed(cells)]
-    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     assert c.keys == ["loss"] and [row["n"] for row in c.rows] == [6, 6]  # the fold is no grouping key
     d = c.diffs["loss=a"]
     assert d.paired and d.n == 6 and d.mean == pytest.approx(np.mean([-0.1, -0.1, -0.1, -0.11, -0.11, -0.11]))
@@ -244,7 +245,7 @@ def test_groups_without_common_seeds_are_compared_unpaired_and_labelled(store):
     client = MlflowClient(store)
     runs = [run_of(f"a{s}", s, 0.5 + s / 100, {"loss": "a"}) for s in (0, 1, 2)]
     runs += [run_of(f"b{s}", s, 0.8 + s / 100, {"loss": "b"}) for s in (3, 4, 5)]
-    c = compare.compare(compare.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     d = c.diffs["loss=a"]
     assert not d.paired and d.test == "Mann-Whitney" and d.p == pytest.approx(0.1)
     header, rows = compare.rows_for_display(c)
@@ -253,13 +254,13 @@ def test_groups_without_common_seeds_are_compared_unpaired_and_labelled(store):
 
 def test_the_baseline_is_the_best_or_the_one_named_and_a_bad_name_is_refused(store):
     client = MlflowClient(store)
-    c = compare.compare(compare.select(client, store, parent=loss_sweep(client)).runs)
+    c = grouping.compare(grouping.select(client, store, parent=loss_sweep(client)).runs)
     assert c.baseline == "loss=focal" and list(c.diffs) == ["loss=plain"]
-    runs = compare.select(client, store, parent=loss_sweep(client)).runs
-    assert compare.compare(runs, baseline="plain").baseline == "loss=plain"
-    assert compare.compare(runs, baseline="loss=plain").baseline == "loss=plain"
-    with pytest.raises(compare.UserError, match=r"--baseline 'nope' names no group; groups: loss=focal; loss=plain"):
-        compare.compare(runs, baseline="nope")
+    runs = grouping.select(client, store, parent=loss_sweep(client)).runs
+    assert grouping.compare(runs, baseline="plain").baseline == "loss=plain"
+    assert grouping.compare(runs, baseline="loss=plain").baseline == "loss=plain"
+    with pytest.raises(UserError, match=r"--baseline 'nope' names no group; groups: loss=focal; loss=plain"):
+        grouping.compare(runs, baseline="nope")
 
 
 def test_different_datasets_get_one_table_each_unless_across(store):
@@ -271,18 +272,18 @@ def test_different_datasets_get_one_table_each_unless_across(store):
                             {"dataset.name": ds}) for s in (0, 1)]
     runs.append(run_of("digits-ldam-0", 0, 0.99, {"dataset": "digits", "loss": "ldam"}, {"dataset.name": "digits"}))
     parent = make_sweep(client, runs=runs)
-    sel = compare.select(client, store, parent=parent)
-    per = compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)
+    sel = grouping.select(client, store, parent=parent)
+    per = grouping.comparisons_of(sel.runs, grouping.DEFAULT_METRIC)
     assert [c.title for c in per] == ["dataset=digits", "dataset=yeast4", "dataset=ecoli1"]
     assert [list(c.groups)[0] for c in per] == ["loss=ldam", "loss=weighted", "loss=weighted"]  # each its own best
     assert all(c.keys == ["loss"] for c in per)
-    blocks = compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across_key="dataset")
-    a = compare.across(blocks, "dataset")
+    blocks = grouping.comparisons_of(sel.runs, grouping.DEFAULT_METRIC, across_key="dataset")
+    a = grouping.across(blocks, "dataset")
     assert a.groups == ["loss=weighted", "loss=focal", "loss=plain"] and a.left_out == ["loss=ldam"]
     assert a.friedman.average_ranks.tolist() == [1.0, 2.0, 3.0]
     assert a.friedman.statistic == pytest.approx(6.0)  # full agreement: 12n/(k(k+1)) * sum((R - (k+1)/2)^2) = 3 * 2
-    with pytest.raises(compare.UserError, match="--across nope: no run has this option"):
-        compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across_key="nope")
+    with pytest.raises(UserError, match="--across nope: no run has this option"):
+        grouping.comparisons_of(sel.runs, grouping.DEFAULT_METRIC, across_key="nope")
 
 
 def test_csv_tables_are_told_apart_by_their_file_name(store):
@@ -290,12 +291,12 @@ def test_csv_tables_are_told_apart_by_their_file_name(store):
     runs = [run_of(f"{t}-{loss}", 0, 0.5, {"dataset": "csv", "loss": loss}, {"dataset.path": f"/data/{t}.csv"})
             for t in ("yeast4", "ecoli3") for loss in ("plain", "weighted")]
     runs.append(run_of("other-yeast4", 0, 0.5, {"dataset": "csv", "loss": "plain"}, {"dataset.path": "/x/yeast4.csv"}))
-    sel = compare.select(client, store, parent=make_sweep(client, runs=runs[:4]))
+    sel = grouping.select(client, store, parent=make_sweep(client, runs=runs[:4]))
     for across in (None, "dataset"):  # --across dataset: the tables, not the one dataset tag csv
-        assert [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC, across)] == [
+        assert [c.title for c in grouping.comparisons_of(sel.runs, grouping.DEFAULT_METRIC, across)] == [
             "dataset.path=yeast4.csv", "dataset.path=ecoli3.csv"]
-    sel = compare.select(client, store, parent=make_sweep(client, runs=runs))  # two files named yeast4.csv
-    assert "dataset.path=/x/yeast4.csv" in [c.title for c in compare.comparisons_of(sel.runs, compare.DEFAULT_METRIC)]
+    sel = grouping.select(client, store, parent=make_sweep(client, runs=runs))  # two files named yeast4.csv
+    assert "dataset.path=/x/yeast4.csv" in [c.title for c in grouping.comparisons_of(sel.runs, grouping.DEFAULT_METRIC)]
 
 
 def test_across_writes_the_ranks_and_the_cd_diagram(store, tmp_path, capsys):
@@ -329,11 +330,11 @@ def test_the_harness_experiment_declares_model_training_and_keeps_a_kind_a_user_
 
 
 def test_the_end_of_a_sweep_names_the_compare_command_and_the_runs_page():
-    hint = compare.sweep_hint("sqlite:////x/mlflow.db", "abc", "3")
+    hint = sweep_hint("sqlite:////x/mlflow.db", "abc", "3")
     # tests run in a temporary folder (conftest): the script by its path from there
     assert f"python {ROOT / 'scripts' / 'compare.py'} --parent abc --tracking-uri sqlite:////x/mlflow.db" in hint
     assert "#/experiments/3?workflowType=machine_learning" in hint
-    assert "open http://h:5000/#/experiments/3?" in compare.sweep_hint("http://h:5000", "abc", "3")
+    assert "open http://h:5000/#/experiments/3?" in sweep_hint("http://h:5000", "abc", "3")
 
 
 @pytest.mark.parametrize("args,setup,message", [

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONF, make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 
-from trainer.errors import ConfigError
+from helpers import CONF, make_cfg, train_cli
 from trainer.config import UnknownKey, validate
+from trainer.errors import ConfigError
 
 # remedy options exist for the study presets, which add the group (tests/test_studies.py composes them);
 # hparams_search presets are whole searches (tests/test_search.py composes them)
@@ -64,7 +64,7 @@ BAD = [
     ("ssl=pseudo_label", "ssl.threshold=1.0", "ssl.threshold"),
     ("ssl=pseudo_label", "ssl.warmup_epochs=-1", "ssl.warmup_epochs"),
     ("regularization=elastic", "regularization.l1=-1", "regularization.l1"),
-    ("trainer.epochs=1", "seed=-1", "seed"),  # issue 14: numpy's seeds are 0 <= seed < 2**32
+    ("trainer.epochs=1", "seed=-1", "seed"),  # numpy's seeds are 0 <= seed < 2**32
     ("trainer.epochs=1", "seed=4294967296", "seed"),
     ("trainer.epochs=1", "eval.shot_thresholds=[20,100]", "eval.shot_thresholds"),  # [many, few]: many >= few
     ("trainer.epochs=1", "eval.shot_thresholds=[100]", "eval.shot_thresholds"),
@@ -90,7 +90,7 @@ def test_the_largest_numpy_seed_is_accepted():
 
 
 @pytest.mark.parametrize("overrides,key,near", [
-    (["+trainer.epoch=3"], "trainer.epoch", "trainer.epochs"),  # issue 14: accepted and ignored (41 epochs) before
+    (["+trainer.epoch=3"], "trainer.epoch", "trainer.epochs"),  # once accepted and ignored (41 epochs)
     (["+seeds=1"], "seeds", "seed"),
     (["+model.hiden=[8]"], "model.hiden", "model.hidden"),
     (["+optim.amsgrd=true"], "optim.amsgrd", "optim.amsgrad"),  # near a constructor argument of torch.optim.Adam
@@ -154,7 +154,7 @@ def test_cli_unknown_option_is_refused_by_hydra(tmp_path):
 
 
 def test_output_folders_are_unique_per_run_even_within_one_second():
-    # issue 14: folders had one-second resolution; two runs started in one second shared one (and its checkpoint)
+    # one-second folders made two runs started in one second share one folder (and its checkpoint)
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 

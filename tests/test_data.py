@@ -5,16 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_cfg
 from omegaconf import OmegaConf
 
-from trainer.data import sources, splits
-from trainer.data import imbalance
-from trainer.data import noise
-from trainer.errors import ConfigError, UserError
+from helpers import make_cfg
 from trainer.config import validate
-from trainer.data.types import Split
+from trainer.data import imbalance, noise, sources, splits
 from trainer.data.prepare import prepare
+from trainer.data.types import Split
+from trainer.errors import ConfigError, UserError
 from trainer.run import run
 
 
@@ -123,7 +121,7 @@ def test_tabular_features_are_standardised_with_train_statistics():
     assert not np.allclose(ds.test.x.mean(0), 0, atol=1e-4)
 
 
-# ---- imbalance defaults and profiles on data that is already imbalanced (issue 14) ---------------------------
+# ---- imbalance defaults and profiles on data that is already imbalanced -----------------------------------
 
 @pytest.mark.parametrize("dataset,default", [
     ("digits", "longtail"), ("mnist", "longtail"), ("fashion_mnist", "longtail"), ("cifar10", "longtail"),
@@ -136,7 +134,7 @@ def test_each_dataset_file_chooses_its_imbalance_default_and_the_command_line_ov
 
 
 def test_the_cli_composes_csv_without_a_profile_unless_asked():
-    from conftest import train_cli
+    from helpers import train_cli
 
     out = train_cli("dataset=csv", "imbalance=longtail", "--cfg", "job", cwd=Path.cwd(), timeout=120)
     assert out.returncode == 0 and "imbalance:\n  name: longtail\n  ratio: 50" in out.stdout
@@ -277,7 +275,7 @@ def test_a_kfold_run_logs_and_tags_its_fold_and_a_plain_run_logs_null(run_cfg):
 
 
 def test_the_cli_stops_the_three_rows_per_class_csv_with_one_error_line(tmp_path):
-    from conftest import train_cli
+    from helpers import train_cli
 
     overrides = _csv_of({"big": 60, "a": 3, "b": 3, "c": 3, "d": 3}, tmp_path / "t.csv")
     out = train_cli(*overrides, "split.test=0.1", "split.val=0.1", "trainer.epochs=1", cwd=tmp_path, timeout=300)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import make_cfg
 
+from helpers import make_cfg
 from trainer.data import cache as datacache
 from trainer.data.prepare import prepare
 

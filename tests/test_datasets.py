@@ -10,17 +10,17 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, make_cfg, train_cli
 from formats import table, write_cifar10, write_image_folder, write_mnist
 from mlflow.tracking import MlflowClient
 
-from trainer.data import sources
-from trainer.train import loop
-from trainer.errors import ConfigError, UserError
+from helpers import CONF, make_cfg, train_cli
 from trainer.config import validate
+from trainer.data import sources
 from trainer.data.prepare import prepare
-from trainer.run import run
 from trainer.data.vision import load_torchvision
+from trainer.errors import ConfigError, UserError
+from trainer.run import run
+from trainer.train import persist
 
 RESAMPLERS = sorted(p.stem for p in (CONF / "resampling").glob("*.yaml"))
 
@@ -162,8 +162,8 @@ def test_images_sit_on_the_device_as_uint8_and_a_model_learns_them(files, run_cf
         seen.update(train=(train.x.dtype, train.x.device.type), val=(val.x.dtype, val.x.device.type))
         return fit(model, loss_fn, optimizer, train, val, *args, **kwargs)
 
-    fit = loop.fit
-    with mock.patch.object(loop, "fit", spy):
+    fit = persist.fit
+    with mock.patch.object(persist, "fit", spy):
         result = run(run_cfg(*chosen("mnist", files), "imbalance=none", "trainer.epochs=6", f"trainer.device={device}"))
     assert seen["train"] == seen["val"] == (torch.uint8, device)
     assert result.test["accuracy"] > 0.5  # ten classes: chance is 0.1

@@ -9,11 +9,11 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, train_cli
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 from services import sweep_runs
 
+from helpers import ROOT, train_cli
 from trainer.tracking.store import sqlite_path
 
 FAST = ["trainer.epochs=2", "trainer.threads=1"]

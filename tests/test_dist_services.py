@@ -9,9 +9,10 @@ import time
 import uuid
 
 import pytest
-from conftest import ROOT, train_cli
 from mlflow.tracking import MlflowClient
 from services import require, sweep_runs
+
+from helpers import ROOT, train_cli
 
 pytestmark = pytest.mark.dist
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import train_cli
 from mlflow.tracking import MlflowClient
 
+from helpers import train_cli
 from trainer.evaluate import figure_worker
 from trainer.evaluate.figures import FigureInputs
 

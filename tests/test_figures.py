@@ -6,10 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, train_cli
 from matplotlib.image import AxesImage
 from mlflow.tracking import MlflowClient
 
+from helpers import ROOT, train_cli
 from trainer.evaluate import figures
 from trainer.run import run
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_cfg
 from omegaconf import OmegaConf
 from torch import nn
 
-from trainer.models import networks as models
-from trainer.errors import UserError
+from helpers import make_cfg
 from trainer.data.types import Dataset, Split
+from trainer.errors import UserError
 from trainer.models.inputs import ImageInput, channel_stats, random_crop_flip, with_inputs
+from trainer.models.networks import build_network
 
 
 def images(n: int = 64, c: int = 3, size: int = 12, seed: int = 0) -> torch.Tensor:
@@ -87,7 +87,7 @@ def test_input_module_runs_on_cuda():
 # ---- models on images ------------------------------------------------------------------------------------------
 
 def build(model: str, shape: tuple[int, ...], *overrides: str, classes: int = 7, dropout: float = 0.0) -> nn.Module:
-    return models.build(make_cfg(f"model={model}", *overrides).model, shape, classes, dropout)
+    return build_network(make_cfg(f"model={model}", *overrides).model, shape, classes, dropout)
 
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64), (1, 16, 16)]
@@ -124,8 +124,9 @@ def test_resnet18_errors_are_clear(monkeypatch, tmp_path):
         build("resnet18", (30,))
     with pytest.raises(UserError, match=r"model.weights=BOGUS is not a torchvision weight.*IMAGENET1K_V1"):
         build("resnet18", (3, 32, 32), "model.weights=BOGUS")
-    import torch.hub
     import urllib.error
+
+    import torch.hub
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")

@@ -7,18 +7,18 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CONF, make_cfg, train_cli
 from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
-from trainer.train import loop
-from trainer.errors import ConfigError
+from helpers import CONF, make_cfg, train_cli
 from trainer.config import validate
+from trainer.errors import ConfigError
 from trainer.models.losses import build_loss, class_weights, posthoc_adjust
 from trainer.run import run
+from trainer.train import loop
 
 torch.manual_seed(0)
 LOGITS = torch.randn(64, 5, dtype=torch.float64) * 3
@@ -266,7 +266,7 @@ def _optimum(loss_fn, target: int, classes: int = 3) -> torch.Tensor:
 
 @pytest.mark.parametrize("scheme", ["inverse", "inverse_sqrt", "effective_number"])
 def test_a_weighted_label_smoothed_loss_is_minimised_at_the_smoothed_target(scheme):
-    # issue 14: with PyTorch's semantics, counts [100, 10, 1] put 0.73 of a class-0 sample's optimum on class 2
+    # with PyTorch's semantics, counts [100, 10, 1] put 0.73 of a class-0 sample's optimum on class 2
     counts, s = [100, 10, 1], 0.1
     loss = loss_of("loss=label_smoothed", f"loss.smoothing={s}", f"loss.scheme={scheme}", counts=counts)
     q = torch.tensor([1 - s + s / 3, s / 3, s / 3], dtype=torch.float64)

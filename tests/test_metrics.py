@@ -6,11 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassF1Score, MulticlassRecall
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassCalibrationError, MulticlassF1Score,
+                                         MulticlassRecall)
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from trainer.evaluate.metrics import (class_keys, classification_metrics, imbalance_metrics, imbalance_report,
-                             minority_class, shot_groups, shot_thresholds)
+                                      minority_class, shot_groups, shot_thresholds)
 
 
 @pytest.mark.parametrize("seed,n,c,scale", [(0, 500, 5, 3.0), (1, 40, 10, 1.0), (2, 1000, 2, 5.0), (3, 7, 4, 0.1)])
@@ -46,7 +47,7 @@ def test_a_class_missing_from_the_truth_is_left_out_of_balanced_accuracy_as_in_s
 
 
 def test_a_class_without_test_samples_is_never_scored_zero():
-    # issue 14: a class with no test sample was logged test/recall/<class> = 0.0 while accuracy was 1.0
+    # a class with no test sample must not be logged as test/recall/<class> = 0.0 while accuracy was 1.0
     y = torch.tensor([0, 0, 1, 1])
     logits = F.one_hot(y, 3).float() * 5
     ours = classification_metrics(logits, y, ["a", "b", "c"], per_class=True)

@@ -7,11 +7,11 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from trainer.train import loop
-from trainer.runtime import progress
-from trainer.train.loop import FitConfig, Tensors, fit
 from trainer.models.losses import build_loss
 from trainer.models.networks import MLP
+from trainer.runtime import progress
+from trainer.train import loop
+from trainer.train.loop import FitConfig, Tensors, fit
 
 
 def test_a_long_step_logs_its_start_a_heartbeat_and_its_duration(caplog):

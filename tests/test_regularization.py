@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_cfg
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from trainer.train.loop import penalty
+from helpers import make_cfg
 from trainer.models.networks import MLP
 from trainer.models.optim import build_optimizer, param_groups
 from trainer.run import run
+from trainer.train.loop import penalty
 
 
 def _net() -> nn.Module:

@@ -11,19 +11,18 @@ from unittest import mock
 import pytest
 import torch
 import yaml
-from conftest import ROOT, make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from trainer.tracking import provenance
-from trainer.errors import ConfigError
+from helpers import ROOT, make_cfg, train_cli
 from trainer.config import validate
-from trainer.reproduce import main as reproduce_main
 from trainer.data.prepare import prepare
+from trainer.errors import ConfigError
+from trainer.reproduce import main as reproduce_main
 from trainer.run import run
+from trainer.tracking import provenance
 from trainer.tracking.masking import is_secret, mask_overrides
 from trainer.tracking.params import flatten
-
 
 CPU = "trainer.device=cpu"  # deterministic by default there (on CUDA trainer.deterministic=auto is off)
 

@@ -7,17 +7,15 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import make_cfg
 from mlflow.tracking import MlflowClient
 
-from trainer.data import sources
-from trainer.data import imbalance
-from trainer.data import resampling
-from trainer.errors import UserError
-from trainer.data.types import Split
-from trainer.train.loop import epoch_indices
+from helpers import make_cfg
+from trainer.data import imbalance, resampling, sources
 from trainer.data.prepare import prepare
+from trainer.data.types import Split
+from trainer.errors import UserError
 from trainer.run import run
+from trainer.train.loop import epoch_indices
 
 
 def _rows(split: Split) -> dict[bytes, int]:

@@ -6,14 +6,14 @@ from unittest import mock
 
 import mlflow
 import pytest
-from conftest import make_cfg, train_cli
 from mlflow.tracking import MlflowClient
 
-from trainer.train import loop
+from helpers import make_cfg, train_cli
 from trainer.errors import UserError
 from trainer.run import run
 from trainer.tracking.params import flatten
 from trainer.tracking.store import default_uri, resolve_uri
+from trainer.train import loop
 
 EPOCH_METRICS = ["train/ce", "train/loss", "val/ce", "val/loss", "val/accuracy", "val/balanced_accuracy",
                  "val/macro_f1", "val/ece", "lr"]
@@ -172,7 +172,7 @@ def test_a_run_logs_the_imbalance_metrics_under_readable_distinct_keys(run_cfg, 
     import numpy as np
     import pandas as pd
 
-    # issue 14: "<50K" and ">50K" collapsed to one key; the metrics imbalance needs were missing
+    # "<50K" and ">50K" must stay two keys, and the metrics imbalance needs must be there
     rng = np.random.default_rng(0)
     y = np.array(["<50K"] * 300 + [">50K"] * 60)
     x = rng.normal(size=(360, 3)) + (y == ">50K")[:, None] * 1.5

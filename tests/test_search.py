@@ -8,14 +8,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import CONF, ROOT, train_cli
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from trainer.errors import UserError
+from helpers import CONF, ROOT, train_cli
 from trainer.config import validate
+from trainer.errors import UserError
 from trainer.sweep.search import METRICS
 from trainer.sweep.search_space import as_override, bounds, parse
 

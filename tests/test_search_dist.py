@@ -8,9 +8,9 @@ import uuid
 
 import optuna
 import pytest
-from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
+from helpers import ROOT
 from trainer.tracking.store import setup_experiment
 
 pytestmark = pytest.mark.dist

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, train_cli
+from helpers import ROOT, train_cli
 
 SCRIPT = """
 import atexit, sys, threading, time

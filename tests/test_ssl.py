@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from conftest import make_cfg
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from torch import nn
 
+from helpers import make_cfg
 from trainer.data import ssl
-from trainer.data.types import Split
-from trainer.train.loop import Tensors, epoch_train_set, pseudo_labels
 from trainer.data.prepare import prepare
+from trainer.data.types import Split
 from trainer.run import run
+from trainer.train.loop import Tensors, epoch_train_set, pseudo_labels
 
 PSEUDO = OmegaConf.create({"name": "pseudo_label", "labeled_fraction": 0.3, "warmup_epochs": 2, "threshold": 0.9})
 

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, make_cfg, train_cli
 from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 
+from helpers import CONF, make_cfg, train_cli
 from trainer.config import validate
 from trainer.tracking.params import flatten
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import train_cli
 from mlflow.tracking import MlflowClient
+
+from helpers import train_cli
 
 
 def _runs(tmp_path):

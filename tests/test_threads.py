@@ -8,9 +8,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from trainer.runtime import threads
 from trainer.models.networks import CNN, MLP
 from trainer.run import run
+from trainer.runtime import threads
 
 CPU = torch.device("cpu")
 CORES = len(os.sched_getaffinity(0))

@@ -18,8 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, train_cli
 from mlflow.tracking import MlflowClient
+
+from helpers import ROOT, train_cli
 
 pytestmark = pytest.mark.e2e
 

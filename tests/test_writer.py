@@ -9,8 +9,8 @@ from unittest import mock
 import pytest
 from mlflow.tracking import MlflowClient
 
-from trainer.train import checkpoint
 from trainer.run import run
+from trainer.train import checkpoint
 from trainer.train.writer import EpochWriter
 
 

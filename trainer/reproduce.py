@@ -87,8 +87,8 @@ def reproduce(run_id: str, uri: str, allow_commit_mismatch: bool = False,
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from trainer.tracking.provenance import git_state
     from trainer.run import run
+    from trainer.tracking.provenance import git_state
 
     client = MlflowClient(uri)
     try:

@@ -54,10 +54,9 @@ class CeOptunaSweeper(Sweeper):
     def _sweep(self, arguments: list[str]) -> Any:
         from optuna.trial import TrialState
 
-        from trainer.sweep import search
-        from trainer.sweep import search_report as report
-        from trainer.sweep.search_space import as_override, parse
+        from trainer.sweep import search, search_report as report
         from trainer.sweep.callback import handed_over
+        from trainer.sweep.search_space import as_override, parse
         from trainer.tracking.store import resolve_uri
 
         assert self.config is not None
@@ -125,8 +124,8 @@ class CeOptunaSweeper(Sweeper):
 
     def _check(self, space: Any) -> None:
         """Every user error before the first trial: metric, direction, counts, unknown keys, refused values."""
-        from trainer.sweep import search
         from trainer.config import validate
+        from trainer.sweep import search
         from trainer.sweep.search_space import bounds
 
         if self.metric not in search.METRICS:
@@ -168,6 +167,7 @@ class CeOptunaSweeper(Sweeper):
         """Create the study, or load it when the durable storage has one by this name; UserError if unreachable."""
         import optuna
         from hydra.utils import instantiate
+
         from trainer.sweep import search_report as report
 
         sampler = instantiate(self.sampler) if isinstance(self.sampler, (dict, DictConfig)) else self.sampler
@@ -218,6 +218,7 @@ def _check_own_database(url: str, engine_kwargs: dict[str, Any]) -> None:
     database, Optuna added its tables beside MLflow's and then refused with a misleading version mismatch."""
     import sqlalchemy
     from optuna.storages._rdb import models
+
     from trainer.sweep import search_report as report
 
     engine = sqlalchemy.create_engine(url, **engine_kwargs)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainer.analysis import report, stats
-from trainer.analysis.grouping import (DEFAULT_METRIC, Across, Comparison, Selection, safe_name, across,
-                                       comparisons_of, pair_label, select)
+from trainer.analysis.grouping import (DEFAULT_METRIC, Across, Comparison, Selection, across, comparisons_of,
+                                       pair_label, safe_name, select)
 from trainer.analysis.report import Part, cd_figure, curves_figure, differences_figure
 from trainer.errors import UserError
 from trainer.evaluate.metrics import lower_is_better

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from trainer.errors import UserError
 from trainer.data.types import Split
+from trainer.errors import UserError
 
 log = logging.getLogger(__name__)
 

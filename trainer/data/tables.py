@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.errors import UserError
 from trainer.data.types import Source
+from trainer.errors import UserError
 
 PARQUET = (".parquet", ".pq")
 

@@ -3,7 +3,6 @@ loader returns (a Source) before it is split."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import UserError
 from trainer.data.types import Source, Split
+from trainer.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -188,8 +188,8 @@ def drain() -> list[str]:
 
 def _stop(w: _Worker, e: KeyboardInterrupt) -> list[str]:
     """A signal while drain() waited: kill the process, set the exit status, name the runs left without figures."""
-    from trainer.runtime.signals import handled
     from trainer.runtime.shutdown import set_exit_code
+    from trainer.runtime.signals import handled
 
     w.process.kill()
     w.process.wait()

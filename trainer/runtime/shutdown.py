@@ -26,7 +26,6 @@ import sys
 import threading
 from typing import Any, Callable
 
-
 _exit_code_of_handlers = 0
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.errors import EndedEarly, UserError
 from trainer.config import MONITORS
+from trainer.errors import EndedEarly, UserError
 
 LIVE: dict[str, Any] = {}  # study name -> optuna.Study of a search running in this process (in-memory storage)
 _STORAGES: dict[str, Any] = {}  # storage URL -> optuna.storages.RDBStorage opened by a job in this process

@@ -11,11 +11,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from trainer.train import checkpoint
 from trainer.errors import UserError
-from trainer.train.loop import LoopState, epoch_metrics
 from trainer.tracking.params import flatten, stored_config
 from trainer.tracking.tags import CHECKPOINT as TAG, PROCESS
+from trainer.train import checkpoint
+from trainer.train.loop import LoopState, epoch_metrics
 
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
 MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
