@@ -33,6 +33,9 @@ class Dataset:
     images: bool = False  # pixels (N, C, H, W) on the 0..255 scale, normalised on the device per batch
     numeric: tuple[int, ...] | None = None  # tabular: the columns to standardise (one-hot ones are not); None: all
     categorical: tuple[tuple[int, int], ...] = ()  # tabular: the columns [start, stop) of each one-hot category
+    source_fingerprint: str = ""  # SHA-256 of what the loader read, before any split (trainer.data.fingerprint)
+    pixel_stats: tuple[np.ndarray, np.ndarray] | None = None  # images: per-channel mean and std of the real train
+    #                                                             images (before resampling), for normalisation
 
     @property
     def num_classes(self) -> int:

@@ -181,7 +181,8 @@ class RunRecord:
             resume.check_data(self.resumed, self.fingerprint)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
         mlflow.log_dict(dict(zip(class_keys(ds.classes), ds.classes)), "class_keys.json")  # recall/<key> -> class
-        self._batch(params=prep.params, tags={"data.fingerprint": self.fingerprint})
+        self._batch(params=prep.params, tags={"data.fingerprint": self.fingerprint,
+                                              "data.source_fingerprint": ds.source_fingerprint})
 
     def log_model(self, built: Built) -> None:
         """The thread count chosen for the model and the weights, offsets or margins its loss uses."""
@@ -225,7 +226,8 @@ class RunRecord:
 
         step, ms = result.epochs_run, int(time.time() * 1000)
         values = (scores.test_metrics() | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
-                                           "time/train_s": result.seconds} | prep.metrics)
+                                           "kept/epoch": result.kept_epoch, "time/train_s": result.seconds}
+                  | prep.metrics)
         self._batch(tags=scores.tags, metrics=[Metric(k, float(v), ms, step) for k, v in values.items()])
 
     def _finish(self) -> None:
