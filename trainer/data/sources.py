@@ -73,5 +73,7 @@ def load(cfg: DictConfig, split_cfg: DictConfig, seed: int) -> Dataset:
     if cfg.name not in LOADERS:
         raise UserError(f"dataset={cfg.name} is unknown: choose one of {', '.join(LOADERS)}.")
     src = LOADERS[cfg.name](cfg, seed)
-    arrays = [("x", src.x), ("y", src.y)] + ([] if src.test is None else [("test.x", src.test.x), ("test.y", src.test.y)])
+    arrays = [("x", src.x), ("y", src.y)]
+    if src.test is not None:
+        arrays += [("test.x", src.test.x), ("test.y", src.test.y)]
     return replace(split_source(src, split_cfg, seed), source_fingerprint=fingerprint(arrays, src.classes))

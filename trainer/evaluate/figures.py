@@ -185,7 +185,8 @@ def save(inp: FigureInputs, output_dir: Path) -> tuple[Path, float]:
     """Draw every figure of a run into output_dir/figures/<name>.png; return that folder and the seconds it took.
 
     Each figure is rendered once, by the Agg canvas (mlflow.log_figure would render it a second time for the
-    same PNG). Needs numpy and matplotlib only: trainer.evaluate.figure_worker calls it in a process without torch or mlflow.
+    same PNG). Needs numpy and matplotlib only: trainer.evaluate.figure_worker calls it in a process without torch or
+    mlflow.
     """
     import time
 

@@ -153,9 +153,9 @@ def _loop_to_dict(s: LoopState) -> dict[str, Any]:
     progress = None if p is None or p.values is None else {
         "generator_state": p.generator_state, "steps": p.steps, "values": p.values.cpu(),
         "pseudo": None if p.pseudo is None else [t.cpu() for t in p.pseudo]}
-    return {"epoch": s.epoch, "steps": s.steps, "best_score": s.best_score, "best_epoch": s.best_epoch, "best_weights": s.best_weights,
-            "wait": s.wait, "done": s.done, "history": [dict(h) for h in s.history], "progress": progress,
-            "seconds": s.seconds}
+    return {"epoch": s.epoch, "steps": s.steps, "best_score": s.best_score, "best_epoch": s.best_epoch,
+            "best_weights": s.best_weights, "wait": s.wait, "done": s.done, "history": [dict(h) for h in s.history],
+            "progress": progress, "seconds": s.seconds}
 
 
 def _loop_from_dict(d: dict[str, Any], device: torch.device) -> LoopState:
