@@ -63,7 +63,7 @@ def test_curves_show_train_and_val_ce_and_loss_per_epoch():
     ce_ax, loss_ax = fig.axes
     lines = {line.get_label(): list(line.get_ydata()) for ax in (ce_ax, loss_ax) for line in ax.get_lines()}
     assert lines["val/ce"] == pytest.approx([1.2, 0.6, 0.4]) and lines["train/loss"] == pytest.approx([2.0, 1.0, 2 / 3])
-    assert "best val/ce (epoch 2)" in lines
+    assert "best val/balanced_ce (epoch 2)" in lines
 
 
 def test_recall_against_frequency_shows_counts_before_and_after_resampling():

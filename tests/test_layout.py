@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from helpers import ROOT, make_cfg
+from trainer.errors import UserError
 
 # Bottom to top. A module may import its own layer and those below, never one above; analysis (compare, its
 # statistics and report) sits beside the entry points, and nothing on the training path imports it.
@@ -130,7 +131,12 @@ def test_a_config_stored_before_the_move_resumes(store):
     run_id = client.create_run(experiment_id, tags={"git.commit": git_state().commit}).info.run_id
     client.log_text(run_id, OmegaConf.to_yaml(stored), "config.yaml")
     client.set_terminated(run_id, "KILLED")
-    resumed = run(make_cfg("trainer.epochs=1", "trainer.threads=1", f"tracking.uri={store}",
-                           f"trainer.resume={run_id}"))
+    overrides = ["trainer.epochs=1", "trainer.threads=1", f"tracking.uri={store}", f"trainer.resume={run_id}"]
+    with pytest.raises(UserError) as refused:  # the default monitor changed since: the message says what to add
+        run(make_cfg(*overrides))
+    assert "trainer.monitor: val/ce -> val/balanced_ce" in str(refused.value)
+    assert "where a default changed since it started, add: trainer.monitor=val/ce." in str(refused.value)
+    assert client.get_run(run_id).info.status == "KILLED"  # a refused resume leaves the run as it was
+    resumed = run(make_cfg(*overrides, "trainer.monitor=val/ce"))  # settings added since (trainer.steps, keep) pass
     assert resumed.run_id == run_id and client.get_run(run_id).info.status == "FINISHED"
     assert resumed.epochs_run == 1 and 0 < resumed.test["balanced_accuracy"] <= 1

@@ -16,6 +16,7 @@ REMEDIES = sorted(p.stem for p in (CONF / "remedy").glob("*.yaml"))
 SETS = {"weighted": ("loss", "weighted"), "label_smoothed": ("loss", "label_smoothed"),
         "logit_adjusted": ("loss", "logit_adjusted"), "gce": ("loss", "gce"), "sce": ("loss", "sce"),
         "smote": ("resampling", "smote"), "undersample": ("resampling", "undersample"),
+        "oversample": ("resampling", "oversample"),
         "balanced_sampler": ("resampling", "balanced_sampler"), "pseudo_label": ("ssl", "pseudo_label")}
 
 
@@ -35,13 +36,14 @@ def test_presets_sweep_what_the_studies_promise():
     assert (study.dataset.name, study.imbalance.name, study.noise.name) == ("synthetic", "longtail", "none")
     noise = make_cfg("experiment=noise_study")
     assert (noise.dataset.name, noise.imbalance.name, noise.noise.name) == ("digits", "none", "symmetric")
-    for preset in ("imbalance_study", "noise_study", "loss_zoo"):  # one yardstick for losses of any shape
+    for preset in ("noise_study", "loss_zoo"):  # one yardstick for losses of any shape, bounded ones included
         assert make_cfg(f"experiment={preset}").trainer.monitor == "val/balanced_accuracy"
-    assert make_cfg().trainer.monitor == "val/ce"
+    for preset in ("imbalance_study", "remedy_study"):  # the default: fair to every remedy (docs/studies.md)
+        assert make_cfg(f"experiment={preset}").trainer.monitor == make_cfg().trainer.monitor == "val/balanced_ce"
 
 
 def test_every_remedy_in_a_sweep_exists():
-    for study in ("imbalance_study", "noise_study"):
+    for study in ("imbalance_study", "noise_study", "remedy_study"):
         assert set(_sweep(study)["remedy"].split(",")) <= set(REMEDIES)
 
 

@@ -37,7 +37,7 @@ class RunResult:
     best_epoch: int
     epochs_run: int
     seconds: float
-    monitor: str = "val/ce"  # the metric that picked the best epoch
+    monitor: str = "val/balanced_ce"  # the metric that picked the best epoch
     steps: int = 0  # optimizer steps taken
     kept_epoch: int = 0  # the epoch whose weights were scored: the best with early stopping, else the last
 

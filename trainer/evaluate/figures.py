@@ -33,7 +33,7 @@ class FigureInputs:
     history: list[dict[str, float]]    # one dict per epoch: "epoch", "train/ce", "val/ce", "train/loss", ...
     best_epoch: int                    # the epoch the monitored val metric liked best
     subtitle: str                      # names the run's loss and resampling
-    monitor: str = "val/ce"            # the metric that picked best_epoch (trainer.monitor)
+    monitor: str = "val/balanced_ce"   # the metric that picked best_epoch (trainer.monitor)
     kept_epoch: int | None = None      # the epoch whose weights the model kept, when not best_epoch (the last)
 
 

@@ -36,7 +36,7 @@ class FitConfig:
     batch_size: int
     patience: int | None = None  # epochs without an improvement of `monitor` before stopping; None: never stop early
     min_delta: float = 0.0
-    monitor: str = "ce"  # the val metric that picks the best epoch and stops early: ce, balanced_ce, loss, ece
+    monitor: str = "balanced_ce"  # the val metric that picks the best epoch and stops early: ce, balanced_ce, loss, ece
     #                      (lower is better) or accuracy, balanced_accuracy, macro_f1 (higher is better)
     steps: int | None = None  # a budget of optimizer steps instead of `epochs` (the last epoch may be partial)
     keep: str = "best"  # the weights fit ends with: "best" (the epoch `monitor` liked best) or "last"
