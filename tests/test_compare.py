@@ -490,3 +490,13 @@ def test_a_very_long_experiment_name_gets_a_bounded_folder(store, tmp_path, monk
     assert compare.main(["--experiment", name, "--tracking-uri", store]) == 0
     folder, = (tmp_path / "outputs" / "compare").iterdir()
     assert len(folder.name) <= 80 and (folder / "report.md").is_file()
+
+
+def test_data_made_from_the_seed_stays_one_condition(store):
+    client = MlflowClient(store)
+    runs = [run_of(f"{loss}-{s}", s, 0.5 + (loss == "weighted") * 0.1 + s / 100,
+                   {"loss": loss, "dataset": "synthetic", "data.source_fingerprint": f"{s}" * 64})
+            for loss in ("plain", "weighted") for s in range(3)]  # synthetic data: another fingerprint each seed
+    comparisons = grouping.comparisons_of(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs,
+                                          grouping.DEFAULT_METRIC)
+    assert len(comparisons) == 1 and comparisons[0].diffs["loss=plain"].n == 3

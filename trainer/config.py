@@ -21,6 +21,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 FREE_PREFIXES = ("tracking.", "hydra.")
 READ_WITH_DEFAULT = ("dataset.augment",)  # read by every image dataset, declared only by those that augment by default
 SEED_LIMIT = 2 ** 32  # numpy's seeds (split, imbalance, noise, resampling) are 0 <= seed < 2**32
+# Settings added after runs were first logged, with the value (as a logged param) that does what runs without it did:
+# a resume does not count them as a change, and compare reads a run without one as having this value.
+ADDED_SETTINGS = {"trainer.steps": "None", "trainer.keep": "best"}
 
 
 class UnknownKey(UserError):

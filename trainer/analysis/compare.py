@@ -181,6 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--parent", metavar="RUN_ID", help="the parent run of a sweep (default: the latest sweep)")
     which.add_argument("--experiment", metavar="NAME", help="every run of this experiment instead of one sweep")
+    p.add_argument("--filter", metavar="FILTER", help="only the selected runs that match this MLflow search filter, "
+                                                      "e.g. \"params.`trainer.monitor` = 'val/balanced_ce'\"")
     p.add_argument("--metric", default=DEFAULT_METRIC, help=f"rank by this metric (default {DEFAULT_METRIC})")
     p.add_argument("--baseline", metavar="GROUP", help="test the groups against this one, e.g. 'loss=plain' or "
                                                         "plain (default: the best group)")
@@ -208,7 +210,7 @@ def _main(args: argparse.Namespace) -> int:
     uri = resolve_uri(args.tracking_uri)
     require_store(uri)
     client = MlflowClient(uri)
-    sel = select(client, uri, experiment=args.experiment, parent=args.parent)
+    sel = select(client, uri, experiment=args.experiment, parent=args.parent, where=args.filter)
     comparisons = comparisons_of(sel.runs, args.metric, args.across, args.baseline)
     a = across(comparisons, args.across) if args.across else None
     notes = [f"{len(sel.skipped)} runs not finished, left out: {', '.join(sel.skipped)}"] if sel.skipped else []

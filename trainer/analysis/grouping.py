@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.analysis import stats
+from trainer.config import ADDED_SETTINGS
 from trainer.errors import UserError
 from trainer.evaluate.metrics import lower_is_better
 from trainer.tracking.params import GROUPS
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 DEFAULT_METRIC = "test/balanced_accuracy"
 WORST_RECALL = "test/worst_class_recall"  # derived: the lowest test/recall/<class> of a run
 COLUMNS = (DEFAULT_METRIC, "test/macro_f1", "test/accuracy", WORST_RECALL, "test/ce", "test/ece", "best/val/ce")
-DATA_GROUPS = ("dataset", "imbalance", "noise", "data")  # what the model learns from: one table per condition
-SOURCE_TAG, SOURCE_KEY = "data.source_fingerprint", "data.source"  # the loaded data's hash, before any split
+DATA_GROUPS = ("dataset", "imbalance", "noise")  # what the model learns from: one table per condition
+SOURCE_TAG = "data.source_fingerprint"  # SHA-256 of what the loader read, before any split
 PAIR_KEYS = ("seed", "split.fold")  # the same seed (and fold) means the same split, imbalance and noise
 # Params that are no option a user compares: the pairing keys; settings that change how fast or where a run
 # goes, not what it learns (threads, device, checkpoint cadence, resume, anomaly detection, tracking); values a
@@ -56,16 +57,28 @@ def _all_runs(client: MlflowClient, experiment_ids: list[str], filter_string: st
             return runs
 
 
-def select(client: MlflowClient, uri: str, experiment: str | None = None, parent: str | None = None) -> Selection:
-    """The finished runs of --parent's sweep, of --experiment, or of the latest sweep in the store."""
+def select(client: MlflowClient, uri: str, experiment: str | None = None, parent: str | None = None,
+           where: str | None = None) -> Selection:
+    """The finished runs of --parent's sweep, of --experiment, or of the latest sweep in the store; with where (an
+    MLflow search filter, e.g. "params.`trainer.monitor` = 'val/balanced_ce'"), only those runs of them."""
     from mlflow.exceptions import MlflowException
+
+    def runs_of(experiment_ids: list[str], filter_string: str = "") -> list[Run]:
+        both = " and ".join(f for f in (filter_string, where) if f)
+        try:
+            return _all_runs(client, experiment_ids, both)
+        except MlflowException as e:
+            if where is None:
+                raise
+            raise UserError(f"--filter {where!r}: MLflow cannot use it ({str(e).splitlines()[0]}). Write it as MLflow's "
+                            "search syntax, e.g. \"params.`loss.name` = 'plain'\" or \"tags.remedy != 'smote'\".") from e
 
     if experiment is not None:
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             names = ", ".join(repr(e.name) for e in client.search_experiments()) or "none"
             raise UserError(f"--experiment {experiment!r}: no such experiment in {uri} (experiments there: {names}).")
-        runs = [r for r in _all_runs(client, [exp.experiment_id]) if r.data.tags.get("sweep") != "parent"]
+        runs = [r for r in runs_of([exp.experiment_id]) if r.data.tags.get("sweep") != "parent"]
         selection = Selection(runs, safe_name(experiment), f"experiment {experiment!r}")
     else:
         if parent is None:
@@ -82,7 +95,7 @@ def select(client: MlflowClient, uri: str, experiment: str | None = None, parent
             except MlflowException as e:
                 raise UserError(f"--parent {parent}: no run with that id in {uri}.") from e
         pid = parent_run.info.run_id
-        runs = _all_runs(client, [parent_run.info.experiment_id], f"tags.mlflow.parentRunId = '{pid}'")
+        runs = runs_of([parent_run.info.experiment_id], f"tags.mlflow.parentRunId = '{pid}'")
         if not runs:
             raise UserError(f"--parent {pid}: run {parent_run.info.run_name!r} has no child runs; give the id of "
                             "a sweep's parent run (its name starts with 'sweep').")
@@ -90,6 +103,8 @@ def select(client: MlflowClient, uri: str, experiment: str | None = None, parent
     selection.skipped = [f"{r.info.run_name} ({r.info.status})" for r in selection.runs
                          if r.info.status != "FINISHED"]
     selection.runs = [r for r in selection.runs if r.info.status == "FINISHED"]
+    if where:
+        selection.description += f" where {where}"
     if not selection.runs:
         raise UserError(f"{selection.description} has no finished run to compare "
                         f"({len(selection.skipped)} not finished: {', '.join(selection.skipped)}).")
@@ -128,9 +143,8 @@ def options(run: Run) -> dict[str, str]:
     """What was chosen for a run: its group tags (loss=focal) and the settings that change results as params
     (loss.gamma=2), values normalised."""
     out = {g: run.data.tags[g] for g in GROUPS if g in run.data.tags}
-    out |= {k: normalise(v) for k, v in sorted(run.data.params.items()) if not _NOT_OPTIONS.match(k)}
-    if SOURCE_TAG in run.data.tags:  # two contents of one file (dataset.path) are two data conditions
-        out[SOURCE_KEY] = run.data.tags[SOURCE_TAG][:12]
+    params = ADDED_SETTINGS | run.data.params  # a run logged before a setting existed did what its default does
+    out |= {k: normalise(v) for k, v in sorted(params.items()) if not _NOT_OPTIONS.match(k)}
     return out
 
 
@@ -438,9 +452,25 @@ def comparisons_of(runs: list[Run], metric: str, across_key: str | None = None,
             raise UserError(f"--across {across_key}: no run has this option. Options that differ here: "
                             f"{', '.join(differing_keys(runs)) or 'none'}.")
         blocks.append(across_key)
-    if not blocks:
-        return [compare(runs, metric, baseline=baseline)]
     # the block keys first: settings that change with them (dataset.n_features with dataset) group nothing more
-    keys = [k for k in differing_keys(runs, tuple(blocks)) if k not in blocks]
-    return [compare(rs, metric, keys=keys, baseline=baseline, title=title)
-            for title, rs in partition(runs, blocks).items()]
+    keys = [k for k in differing_keys(runs, tuple(blocks)) if k not in blocks] if blocks else None
+    parts = {title: split for block, rs in partition(runs, blocks).items()
+             for title, split in by_source(block, rs).items()}
+    return [compare(rs, metric, keys=keys, baseline=baseline, title=title) for title, rs in parts.items()]
+
+
+def by_source(title: str, runs: list[Run]) -> dict[str, list[Run]]:
+    """The runs of one data condition, split by what their loader read (data.source_fingerprint) where runs of one
+    seed and fold read different data (a file edited between sweeps): those are different experiments, each titled
+    data.source=<its first 12 hex digits>. Data made from the seed (dataset=synthetic) differ between seeds, not
+    within one, and stay one condition."""
+    sources: dict[tuple[str, ...], set[str]] = {}
+    for r in runs:
+        sources.setdefault(pair_key(r), set()).add(r.data.tags.get(SOURCE_TAG, ""))
+    if all(len(found) <= 1 for found in sources.values()):
+        return {title: runs}
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        source = f"data.source={r.data.tags.get(SOURCE_TAG, '')[:12] or 'unknown'}"
+        out.setdefault(f"{title}, {source}" if title else source, []).append(r)
+    return out
