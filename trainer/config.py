@@ -204,12 +204,23 @@ def _validate_dataset(cfg: DictConfig) -> None:
         for key in ("dataset.features", "dataset.categorical"):
             _check(cfg, key, _is_names, "null or a list of column names, e.g. [age,income]")
         _check(cfg, "dataset.max_categories", lambda v: _is_int(v) and v >= 2, "an integer >= 2")
+        _check(cfg, "dataset.encoding", _is_codec,
+               "a text encoding Python knows, e.g. utf-8, latin-1 or cp1252 (a Windows spreadsheet's)")
     elif name == "image_folder":
         _check(cfg, "dataset.path", lambda v: isinstance(v, str) and v != "",
                "the folder holding one sub-folder of images per class, e.g. dataset.path=~/pets")
         _check(cfg, "dataset.image_size", lambda v: _is_int(v) and v >= 8, "an integer >= 8 (pixels)")
         _check(cfg, "dataset.grayscale", lambda v: isinstance(v, bool), "true or false")
     _check(cfg, "dataset.augment", lambda v: isinstance(v, bool), "true or false")
+
+
+def _is_codec(v: Any) -> bool:
+    import codecs
+
+    try:
+        return isinstance(v, str) and codecs.lookup(v) is not None
+    except LookupError:
+        return False
 
 
 def _validate_loss(cfg: DictConfig) -> None:

@@ -66,6 +66,9 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
     from trainer.evaluate import figure_worker
     from trainer.evaluate.scores import final_scores
     from trainer.models.build import build
+    from trainer.train.batches import check_batches
+
+    import torch
 
     start = time.perf_counter()
     validate(cfg)
@@ -78,6 +81,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
         built = build(cfg, prep.dataset, prep.class_counts["train_resampled"], setup.device, job.launcher,
                       setup.threads, setup.threads_pinned_by)
         record.log_model(built)
+        check_batches(built.model, torch.as_tensor(prep.dataset.train.x[:1], device=setup.device),
+                      len(prep.dataset.train.y), cfg.trainer.batch_size, cfg.model.name)
         background = figure_worker.wanted(job.multirun and not job.in_launcher_worker, built.threads.threads,
                                           built.threads.share) and figure_worker.start()
         result = fit(cfg, record, built, prep, setup)
