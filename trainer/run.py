@@ -66,6 +66,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
     from trainer.evaluate import figure_worker
     from trainer.evaluate.scores import final_scores
     from trainer.models.build import build
+    from trainer.train import divergence
     from trainer.train.batches import check_batches
 
     import torch
@@ -86,6 +87,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
         background = figure_worker.wanted(job.multirun and not job.in_launcher_worker, built.threads.threads,
                                           built.threads.share) and figure_worker.start()
         result = fit(cfg, record, built, prep, setup)
+        record.log_divergence(divergence.find(result.history, prep.dataset.num_classes))
         scores = final_scores(built.model, *tensors(prep, setup.device, "val", "test"), built.loss_fn,
                               prep.dataset.classes, (cfg.regularization.l1, cfg.regularization.l2),
                               prep.class_counts, OmegaConf.select(cfg, "eval.shot_thresholds"),
@@ -194,8 +196,8 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_swe
             f"the last epoch's weights kept; best {r.monitor} at epoch {r.best_epoch}")
     lines = [f"run {run_name!r} finished: {r.epochs_run} epochs, {r.steps} steps ({kept}), {r.seconds:.1f} s",
              f"{'':6}" + "".join(f"{c:>20}" for c in cols)]
-    for split, m in (("val", r.val), ("test", r.test)):
-        lines.append(f"{split:6}" + "".join(f"{m[c]:>20.4f}" for c in cols))
+    for split, m in (("val", r.val), ("test", r.test)):  # a diverged run's ce of 8e18 in scientific notation
+        lines.append(f"{split:6}" + "".join(f"{m[c]:>20.4f}" if abs(m[c]) < 1e6 else f"{m[c]:>20.4g}" for c in cols))
     lines.append(f"MLflow run id: {r.run_id} (experiment {experiment!r}, store {uri})")
     if not in_sweep:
         lines.append(f"Compare runs in the UI: {ui_command(uri)}")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from trainer.runtime.signals import StopRequest
     from trainer.tracking.provenance import GitState
     from trainer.tracking.resume import KeepStatus, Resume
+    from trainer.train.divergence import Divergence
     from trainer.train.loop import FitResult, LoopState
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,14 @@ class RunRecord:
                 yield self.stop
         finally:
             log_artifact(self.checkpoint)
+
+    def log_divergence(self, diverged: Divergence | None) -> None:
+        """A diverged run (trainer.train.divergence) said in one warning and tagged `diverged` with it."""
+        from trainer.train.divergence import TAG
+
+        if diverged is not None:
+            log.warning("%s", diverged.message)
+            self._batch(tags={TAG: diverged.message})
 
     def log_scores(self, scores: Scores, result: FitResult, prep: Prepared) -> None:
         """The final test metrics and how to read them, the best epoch, the training time and what preparing the
