@@ -150,7 +150,8 @@ def test_a_key_of_another_option_is_accepted_with_a_warning(caplog):
     (["loss=focal", "loss.gamma=-1"], "loss.gamma"),
     (["imbalance.ratio=0.5"], "imbalance.ratio"),
     (["trainer.device=tpu"], "trainer.device"),
-    (["trainer.epoch=3"], "did you mean trainer.epochs? Write trainer.epochs=3"),  # without '+': Hydra's "not in struct"
+    # without '+': Hydra's multi-line "not in struct" and exit 1
+    (["trainer.epoch=3"], "did you mean trainer.epochs? Write trainer.epochs=3"),
     (["-m", "trainer.epoch=3,4"], "did you mean trainer.epochs?"),
     (["loss.gamma=2"], "loss.gamma is not a setting of loss=plain (only of loss=class_balanced, loss=focal)"),
     (["dataset=csv", "imbalance.ratio=3"], "imbalance.ratio is not a setting of imbalance=none"),

@@ -342,7 +342,8 @@ def test_a_latin1_table_names_the_line_and_the_encoding_setting_that_reads_it(fi
     first = 2 + int(np.flatnonzero(df.colour == "r\u00e9d")[0])  # the header is line 1
     chose = ["dataset=csv", f"dataset.path={tmp_path / 'latin.csv'}", "dataset.target=species"]
     with pytest.raises(UserError, match=rf"latin.csv is not utf-8 text \(line {first}: byte b'\\xe9'\), and "
-                                        r"dataset.encoding=utf-8. Name the file's encoding, e.g. dataset.encoding=latin-1"):
+                                        r"dataset.encoding=utf-8. Name the file's encoding, e.g. "
+                                        r"dataset.encoding=latin-1"):
         prepare(make_cfg(*chose))
     ds = prepare(make_cfg(*chose, "dataset.encoding=latin-1")).dataset
     assert ds.train.x.shape[1] == 2 + df.colour.nunique()

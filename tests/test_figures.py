@@ -140,7 +140,8 @@ def test_five_hundred_classes_are_ordered_by_frequency_with_readable_labels_from
     fig = figures.FIGURES[name](inp)
     fig.canvas.draw()
     ax = fig.axes[0]
-    head, tail = int(np.argmax(inp.class_counts["train_imbalanced"])), int(np.argmin(inp.class_counts["train_imbalanced"]))
+    counts = inp.class_counts["train_imbalanced"]
+    head, tail = int(np.argmax(counts)), int(np.argmin(counts))
     for labels in [ax.get_xticklabels()] + ([ax.get_yticklabels()] if name == "confusion_matrix" else []):
         texts = [t.get_text() for t in labels]
         assert 10 <= len(texts) <= figures.MAX_TICKS + 1

@@ -54,7 +54,8 @@ def test_a_read_only_database_is_one_line_and_keeps_its_runs(made, tmp_path):
     line = one_error(train_cli(*FAST, cwd=tmp_path, prefix=unprivileged()), tmp_path)
     assert line == (f"error: tracking.uri=sqlite:///{tmp_path}/mlflow.db: {tmp_path}/mlflow.db is read-only for this "
                     "user, and MLflow writes every run into the database mlflow.db. Make it writable (chmod u+w "
-                    f"{tmp_path}/mlflow.db), or log elsewhere with tracking.uri=sqlite:///<a writable folder>/mlflow.db.")
+                    f"{tmp_path}/mlflow.db), or log elsewhere with tracking.uri=sqlite:///<a writable folder>/"
+                    "mlflow.db.")
     assert len(runs(tmp_path / "mlflow.db")) == 1
 
 

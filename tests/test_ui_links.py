@@ -31,7 +31,8 @@ def test_a_run_logs_its_data_its_curve_links_and_its_one_value_metrics_at_step_0
         path, query = link.split("?", 1)
         params = {k: v[0] for k, v in parse_qs(query).items()}
         assert path == "#/metric/" and json.loads(params["runs"]) == [result.run_id]
-        assert json.loads(params["experiments"]) == [r.info.experiment_id] and params["workflowType"] == "machine_learning"
+        assert json.loads(params["experiments"]) == [r.info.experiment_id]
+        assert params["workflowType"] == "machine_learning"
         assert not set(link) & set('"[] ')  # MLflow's markdown would end the link there
         plotted += json.loads(params["plot_metric_keys"])
     assert plotted == ["train/ce", "val/ce", "train/loss", "val/loss", "val/balanced_accuracy"]
@@ -54,5 +55,6 @@ def test_the_printed_run_page_opens_in_the_model_training_layout():
     assert page == "#/experiments/3/runs/abc?workflowType=machine_learning"
     assert ui_links.address("http://mlflow.lab:5000/") == ("open", "http://mlflow.lab:5000")
     how, where = ui_links.address("sqlite:////somewhere/mlflow.db")
-    assert how == "mlflow ui --backend-store-uri sqlite:////somewhere/mlflow.db, then open" and where == ui_links.LOCAL_UI
+    assert how == "mlflow ui --backend-store-uri sqlite:////somewhere/mlflow.db, then open"
+    assert where == ui_links.LOCAL_UI
     assert urlsplit(where + "/" + page).fragment == page[1:]
