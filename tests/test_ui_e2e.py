@@ -135,7 +135,7 @@ def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir
     jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     children = sorted(r.info.run_name for r in jobs)
     assert len(children) == 4
-    digests = Counter(r.data.tags["data.fingerprint"][:8] for r in jobs)  # seeds 0 and 1: two data sets, two jobs each
+    digests = Counter(r.data.tags["data.source_fingerprint"][:8] for r in jobs)  # one file read: one digest
     job = jobs[0]
     curves = next((tmp_path / "outputs" / "compare").glob("*/curves.png"))
 
@@ -174,7 +174,7 @@ def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir
                     page.get_by_role("link", name=name, exact=True).wait_for()
                 listed = {a.inner_text() for a in page.get_by_role("link").all()}
                 assert {parent.info.run_name, *children} <= listed
-                # the Dataset column: each job's data by name and digest (the first characters of data.fingerprint)
+                # the Dataset column: each job's data by name and digest (data.source_fingerprint's first characters)
                 for digest, count in digests.items():
                     page.get_by_text(f"digits ({digest})", exact=True).first.wait_for()
                     assert page.get_by_text(f"digits ({digest})", exact=True).count() == count
@@ -204,7 +204,7 @@ def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir
 
                 # 6. A run's page, at the link a run prints: the Model training layout (not GenAI's "Evaluation
                 # runs"), its data under Datasets, and its description linking the learning curves.
-                digest = job.data.tags["data.fingerprint"][:8]
+                digest = job.data.tags["data.source_fingerprint"][:8]
                 page.goto(f"{url}/{ui_links.run_page(experiment.experiment_id, job.info.run_id)}")
                 page.get_by_role("heading", name=job.info.run_name).wait_for()
                 page.get_by_text(f"digits ({digest})", exact=True).wait_for()

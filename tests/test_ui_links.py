@@ -19,7 +19,7 @@ def test_a_run_logs_its_data_its_curve_links_and_its_one_value_metrics_at_step_0
     client = MlflowClient(store)
     r = client.get_run(result.run_id)
     (given,) = r.inputs.dataset_inputs  # the UI's Dataset column: "digits (<digest>)"
-    assert (given.dataset.name, given.dataset.digest) == ("digits", r.data.tags["data.fingerprint"][:8])
+    assert (given.dataset.name, given.dataset.digest) == ("digits", r.data.tags["data.source_fingerprint"][:8])
     assert given.dataset.source_type == "code" and "sklearn.datasets.load_digits" in given.dataset.source
     assert {t.key: t.value for t in given.tags} == {"mlflow.data.context": "training"}
     for key in ("test/balanced_accuracy", "best/val/ce", "time/train_s", "time/figures_s"):

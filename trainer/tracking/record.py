@@ -186,7 +186,7 @@ class RunRecord:
         self.fingerprint = provenance.data_fingerprint(ds)
         if self.resumed is not None:
             resume.check_data(self.resumed, self.fingerprint)
-        mlflow.log_input(data_input(dataset, self.fingerprint), context=CONTEXT)
+        mlflow.log_input(data_input(dataset, ds.source_fingerprint or self.fingerprint), context=CONTEXT)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
         mlflow.log_dict(dict(zip(class_keys(ds.classes), ds.classes)), "class_keys.json")  # recall/<key> -> class
         self._batch(params=prep.params, tags={"data.fingerprint": self.fingerprint,
