@@ -351,6 +351,19 @@ def test_a_latin1_table_names_the_line_and_the_encoding_setting_that_reads_it(fi
         validate(make_cfg(*chose, "dataset.encoding=klingon"))
 
 
+def test_a_table_run_logged_before_dataset_encoding_existed_resumes_as_utf8():
+    from omegaconf import OmegaConf
+
+    from trainer.tracking.resume import config_diff
+
+    now = make_cfg("dataset=csv", "dataset.path=a.csv", "dataset.target=y")
+    before = OmegaConf.create(OmegaConf.to_container(now))
+    del before.dataset["encoding"]
+    assert config_diff(before, now) == []  # utf-8 is what such a run read its file as
+    assert config_diff(before, make_cfg("dataset=csv", "dataset.path=a.csv", "dataset.target=y",
+                                        "dataset.encoding=latin-1")) == ["dataset.encoding: (absent) -> latin-1"]
+
+
 # ---- image folders ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("grayscale,channels", [(False, 3), (True, 1)])

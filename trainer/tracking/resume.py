@@ -214,7 +214,7 @@ def restore(resumed: Resume, device: Any, **parts: Any) -> LoopState | None:
 
 
 # Settings added to the harness after runs were first logged, with the value that does what runs before them did
-ADDED = {"trainer.steps": "None", "trainer.keep": "best"}
+ADDED = {"trainer.steps": "None", "trainer.keep": "best", "dataset.encoding": "utf-8"}
 
 
 def config_diff(stored: DictConfig, cfg: DictConfig) -> list[str]:
