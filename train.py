@@ -13,7 +13,17 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from trainer.config import check_command_line
+    from trainer.errors import UserError
     from trainer.runtime.shutdown import run_then_exit
+
+    try:  # a key Hydra cannot set (trainer.epoch=3): one line instead of Hydra's "not in struct" and exit 1
+        check_command_line(sys.argv[1:])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
     # conf/hydra/launcher/ presets take the plugins' own names (hydra/launcher=joblib); Hydra 1.3 still merges
     # them onto the plugins' schemas of those names, and warns on every command that it is deprecated

@@ -27,7 +27,7 @@ class SweepTimes:
     wall: float  # seconds from the start of the process to its exit (or to the end of its last run, if it hung)
     to_first_run: float  # seconds from the start of the process to the start of its first run
     train_s: list[float]  # each run's time/train_s
-    epochs: list[int]  # each run's epochs run (the step of its final metrics)
+    epochs: list[int]  # each run's epochs run (the last step of its per-epoch val/ce)
     hung: bool = False  # the process did not exit within the timeout after its last run
 
 
@@ -83,7 +83,8 @@ def run_sweep(workdir: Path, name: str, overrides: list[str], runs: int, grace_s
     client = MlflowClient(uri)
     return SweepTimes(wall, (min(r.info.start_time for r in found) - start_ms) / 1000,
                       [r.data.metrics["time/train_s"] for r in found],
-                      [client.get_metric_history(r.info.run_id, "time/train_s")[-1].step for r in found], hung)
+                      [max(m.step for m in client.get_metric_history(r.info.run_id, "val/ce")) for r in found],
+                      hung)
 
 
 def bare_sweep(epochs: list[int], overrides: list[str]) -> tuple[float, float]:

@@ -20,8 +20,27 @@ def make_cfg(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
-def train_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python train.py ARGS` as a user would, in folder cwd, capturing its output."""
+def train_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None, prefix: tuple[str, ...] = (),
+              preexec_fn=None) -> subprocess.CompletedProcess:
+    """Run `python train.py ARGS` as a user would, in folder cwd, capturing its output (after the command `prefix`,
+    e.g. setpriv's, and preexec_fn, e.g. a resource limit, when given)."""
     full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | (env or {})
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run([*prefix, sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          preexec_fn=preexec_fn)
+
+
+def one_error(proc: subprocess.CompletedProcess, cwd: Path) -> str:
+    """The one `error:` line of a command that stopped on a user's mistake (exit 2, no traceback); asserts that it
+    left no MLflow run RUNNING in cwd's mlflow.db, if there is one."""
+    from mlflow.tracking import MlflowClient
+
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    db = cwd / "mlflow.db"
+    if db.exists():
+        client = MlflowClient(f"sqlite:///{db}")
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    return errors[0]

@@ -91,10 +91,24 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypat
         f.write(b"PK\x03\x04 half a zip")
         raise OSError("disk full")
     monkeypatch.setattr(torch, "save", dies_half_way)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"could not be written \(disk full; .* MiB free in .*\); the previous "
+                                              r"checkpoint is kept"):
         checkpoint.write(path, checkpoint.snapshot(state=LoopState(epoch=2), **kwargs))
     assert checkpoint.load(path)["loop"]["epoch"] == 1
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_a_full_disk_under_torch_save_is_one_error_naming_the_file(tmp_path):
+    # torch.save into a full disk raised "[enforce fail at inline_container.cc:672] . unexpected pos ..."
+    model, optimizer, _, loss_fn = _parts()
+    path = tmp_path / "checkpoint.pt"
+    (tmp_path / "checkpoint.pt.tmp").symlink_to("/dev/full")  # every write there fails with ENOSPC
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.write(path, checkpoint.snapshot(run_id="r1", model=model, optimizer=optimizer, loss_fn=loss_fn,
+                                                   state=LoopState(), generator=torch.Generator()))
+    assert str(err.value).startswith(f"checkpoint {path}: could not be written (No space left on device; ")
+    assert "no earlier checkpoint exists" in str(err.value) and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 class _Evil:

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import CONF, make_cfg, train_cli
-from trainer.config import UnknownKey, validate
+from trainer.config import UnknownKey, check_command_line, validate
 from trainer.errors import ConfigError
 
 # remedy options exist for the study presets, which add the group (tests/test_studies.py composes them);
@@ -68,6 +68,14 @@ BAD = [
     ("trainer.epochs=1", "seed=4294967296", "seed"),
     ("trainer.epochs=1", "eval.shot_thresholds=[20,100]", "eval.shot_thresholds"),  # [many, few]: many >= few
     ("trainer.epochs=1", "eval.shot_thresholds=[100]", "eval.shot_thresholds"),
+    ("optim=adam", "optim.lr=inf", "optim.lr"),  # Hydra reads inf and nan as floats: no setting takes them
+    ("optim=adam", "optim.lr=nan", "optim.lr"),
+    ("imbalance=longtail", "imbalance.ratio=inf", "imbalance.ratio"),
+    ("loss=label_smoothed", "loss.smoothing=1.0", "loss.smoothing"),  # a uniform target: nothing to learn
+    ("model=mlp", "model.hidden=[0]", "model.hidden"),
+    ("model=mlp", "model.hidden=[64,-1]", "model.hidden"),
+    ("model=cnn", "model.channels=[]", "model.channels"),
+    ("model=cnn", "model.hidden=0", "model.hidden"),
 ]
 
 
@@ -78,6 +86,15 @@ def test_bad_value_names_the_key_and_the_allowed_values(choice, bad, key):
     assert err.value.key == key
     message = str(err.value)
     assert message.startswith(f"{key}=") and "must be" in message
+
+
+def test_a_non_finite_value_is_said_to_be_refused_for_being_one():
+    with pytest.raises(ConfigError, match=r"optim.lr=inf is not valid: .*inf and nan are not accepted"):
+        validate(make_cfg("optim.lr=inf"))
+
+
+def test_a_model_without_hidden_layers_is_still_accepted():
+    validate(make_cfg("model.hidden=[]"))
 
 
 def test_device_error_lists_the_allowed_devices():
@@ -133,6 +150,13 @@ def test_a_key_of_another_option_is_accepted_with_a_warning(caplog):
     (["loss=focal", "loss.gamma=-1"], "loss.gamma"),
     (["imbalance.ratio=0.5"], "imbalance.ratio"),
     (["trainer.device=tpu"], "trainer.device"),
+    # without '+': Hydra's multi-line "not in struct" and exit 1
+    (["trainer.epoch=3"], "did you mean trainer.epochs? Write trainer.epochs=3"),
+    (["-m", "trainer.epoch=3,4"], "did you mean trainer.epochs?"),
+    (["loss.gamma=2"], "loss.gamma is not a setting of loss=plain (only of loss=class_balanced, loss=focal)"),
+    (["dataset=csv", "imbalance.ratio=3"], "imbalance.ratio is not a setting of imbalance=none"),
+    (["optim.amsgrad=true"], "added with '+': +optim.amsgrad=true"),
+    (["optim.lr=inf"], "optim.lr=inf"),
 ])
 def test_cli_bad_value_exits_nonzero_with_one_message_and_no_run(tmp_path, args, key):
     proc = train_cli(*args, cwd=tmp_path)
@@ -145,6 +169,17 @@ def test_cli_bad_value_exits_nonzero_with_one_message_and_no_run(tmp_path, args,
         client = MlflowClient(f"sqlite:///{db}")
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+@pytest.mark.parametrize("args", [
+    ["loss=focal", "loss.gamma=2"], ["imbalance=step", "dataset=csv", "imbalance.ratio=3"], ["+trainer.epoch=3"],
+    ["-m", "loss=plain,focal", "loss.gamma=2"],  # the plain jobs: composing tells, not the command line
+    ["remedy=smote", "loss.gamma=2"], ["hydra.run.dir=x", "seed=1"], ["model=cnn", "model.channels=[8]"],
+    ["resampling=smote", "resampling.sampler.k_neighbors=3"],
+    ["trainer.epochs=[oops"],  # a syntax error: Hydra's own message names it
+])
+def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tells(args):
+    check_command_line(args)
 
 
 def test_cli_unknown_option_is_refused_by_hydra(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 from pathlib import Path
 from types import SimpleNamespace
@@ -294,6 +295,73 @@ def test_a_class_with_a_single_row_is_named(files, tmp_path):
 def test_a_missing_table_file_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         prepare(make_cfg("dataset=csv", f"dataset.path={tmp_path / 'nope.csv'}", "dataset.target=y"))
+
+
+def test_a_table_with_a_header_and_no_rows_is_named(tmp_path):
+    (tmp_path / "empty.csv").write_text("height,weight,species\n")
+    with pytest.raises(UserError, match=r"empty.csv: the file has a header \(3 columns\) but no data rows"):
+        prepare(make_cfg("dataset=csv", f"dataset.path={tmp_path / 'empty.csv'}", "dataset.target=species"))
+    (tmp_path / "empty.arff").write_text("@relation e\n@attribute a real\n@attribute c {x,y}\n@data\n")
+    with pytest.raises(UserError, match=r"empty.arff: the file has a header \(2 columns\) but no data rows"):
+        prepare(make_cfg("dataset=csv", f"dataset.path={tmp_path / 'empty.arff'}"))
+
+
+def test_a_target_column_with_one_class_is_refused(files, tmp_path):
+    # it trained, and reported accuracy and balanced accuracy 1.0 by predicting the one class
+    with pytest.raises(UserError, match=r"dataset.target=species: all 150 rows have the class 'cat', and a classifier "
+                                        r"needs at least two classes"):
+        prepare(make_cfg(*write(files.df.assign(species="cat"), tmp_path)))
+
+
+@pytest.mark.parametrize("cell,shown", [("1e400", "inf"), ("inf", "inf"), ("-inf", "-inf"), ("1e200", "1e+200")])
+def test_a_cell_that_is_no_finite_float32_is_named_with_its_column_and_rows(files, tmp_path, cell, shown):
+    # 1e400 in a validation row gave val/ce nan at every epoch and exit 0; inf or 1e200 in a train row was reported
+    # as a training loss gone non-finite, "Lower optim.lr"
+    lines = files.df.to_csv(index=False).splitlines()
+    for row in (4, 90):  # data rows 4 and 90 (line 0 is the header)
+        height, _, rest = lines[row].split(",", 2)
+        lines[row] = ",".join([height, cell, rest])
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    shown = re.escape(shown)
+    with pytest.raises(UserError, match=rf"numeric column 'weight' holds values that are not finite float32 numbers "
+                                        rf"\({shown}, {shown}: .*\) in data row\(s\) 4, 90"):
+        prepare(make_cfg("dataset=csv", f"dataset.path={tmp_path / 't.csv'}", "dataset.target=species"))
+
+
+def test_a_folder_given_as_a_table_and_a_file_as_an_image_folder_are_named(files, tmp_path):
+    with pytest.raises(UserError, match=r"dataset.path=.* is a folder; dataset=csv reads one table file .* use "
+                                        r"dataset=image_folder"):
+        prepare(make_cfg("dataset=csv", f"dataset.path={tmp_path}", "dataset.target=y"))
+    with pytest.raises(UserError, match=r"dataset.path=.*animals.csv is a file; .* use dataset=csv"):
+        prepare(make_cfg("dataset=image_folder", f"dataset.path={files.csv}"))
+
+
+def test_a_latin1_table_names_the_line_and_the_encoding_setting_that_reads_it(files, tmp_path):
+    df = files.df.assign(colour=files.df.colour.replace({"red": "r\u00e9d"}))
+    df.to_csv(tmp_path / "latin.csv", index=False, encoding="latin-1")
+    first = 2 + int(np.flatnonzero(df.colour == "r\u00e9d")[0])  # the header is line 1
+    chose = ["dataset=csv", f"dataset.path={tmp_path / 'latin.csv'}", "dataset.target=species"]
+    with pytest.raises(UserError, match=rf"latin.csv is not utf-8 text \(line {first}: byte b'\\xe9'\), and "
+                                        r"dataset.encoding=utf-8. Name the file's encoding, e.g. "
+                                        r"dataset.encoding=latin-1"):
+        prepare(make_cfg(*chose))
+    ds = prepare(make_cfg(*chose, "dataset.encoding=latin-1")).dataset
+    assert ds.train.x.shape[1] == 2 + df.colour.nunique()
+    with pytest.raises(ConfigError, match="dataset.encoding"):
+        validate(make_cfg(*chose, "dataset.encoding=klingon"))
+
+
+def test_a_table_run_logged_before_dataset_encoding_existed_resumes_as_utf8():
+    from omegaconf import OmegaConf
+
+    from trainer.tracking.resume import config_diff
+
+    now = make_cfg("dataset=csv", "dataset.path=a.csv", "dataset.target=y")
+    before = OmegaConf.create(OmegaConf.to_container(now))
+    del before.dataset["encoding"]
+    assert config_diff(before, now) == []  # utf-8 is what such a run read its file as
+    assert config_diff(before, make_cfg("dataset=csv", "dataset.path=a.csv", "dataset.target=y",
+                                        "dataset.encoding=latin-1")) == ["dataset.encoding: (absent) -> latin-1"]
 
 
 # ---- image folders ---------------------------------------------------------------------------------------------

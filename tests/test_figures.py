@@ -96,3 +96,69 @@ def test_importing_the_trainer_does_not_import_matplotlib():
     code = "import sys, trainer.run, trainer.evaluate.figures; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+LONG_NAME = ("dataset=csv,dataset.path=/home/researcher/projects/imbalance/data/keel/yeast4.dat,dataset.target=Class,"
+             "loss=weighted,seed=2,split.fold=3,split.folds=5")
+
+
+def _inside(fig, text) -> bool:
+    fig.canvas.draw()
+    box, page = text.get_window_extent(), fig.bbox
+    return box.x0 >= page.x0 and box.x1 <= page.x1 and box.y0 >= page.y0 and box.y1 <= page.y1
+
+
+@pytest.mark.parametrize("name", sorted(figures.FIGURES))
+def test_a_long_run_name_wraps_inside_the_figure_above_the_plot(name):
+    # every CSV run's name (its dataset.path among the overrides) ran past both edges of the figures
+    inp = _inputs(target=[0, 0, 1, 1, 2, 2], pred=[0, 0, 1, 0, 0, 0], confidence=[0.9] * 6)
+    inp.subtitle = figures.subtitle("weighted", "none", LONG_NAME)
+    fig = figures.FIGURES[name](inp)
+    title = fig._suptitle
+    assert _inside(fig, title) and title.get_text().count("\n") >= 2
+    assert "".join(title.get_text().split("\n")[1:]).replace(" ", "") == inp.subtitle.replace(" ", "")
+    plot_top = max(ax.get_window_extent().y1 for ax in fig.axes)
+    assert title.get_window_extent().y0 > plot_top  # the plot starts below its title
+
+
+def _many(n: int, seed: int = 0) -> figures.FigureInputs:
+    rng = np.random.default_rng(seed)
+    counts = rng.permutation(np.arange(1, n + 1) * 3).tolist()  # distinct, and not in index order
+    target = np.repeat(np.arange(n), 3)
+    probs = rng.dirichlet(np.ones(n), size=len(target))
+    probs[np.arange(len(target)), target] += 1.0
+    classes = [f"a rather long class name number {i}" for i in range(n)]
+    return figures.FigureInputs(probs, target, classes, {"train_imbalanced": counts, "train_resampled": counts},
+                                [{"epoch": 1, "train/ce": 1.0, "val/ce": 1.0, "train/loss": 1.0, "val/loss": 1.0}], 1,
+                                figures.subtitle("plain", "none", "loss=plain"))
+
+
+@pytest.mark.parametrize("name", ["confusion_matrix", "recall_vs_frequency"])
+def test_five_hundred_classes_are_ordered_by_frequency_with_readable_labels_from_head_to_tail(name):
+    # 500 overlapping tick labels made both axes black
+    inp = _many(500)
+    fig = figures.FIGURES[name](inp)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    counts = inp.class_counts["train_imbalanced"]
+    head, tail = int(np.argmax(counts)), int(np.argmin(counts))
+    for labels in [ax.get_xticklabels()] + ([ax.get_yticklabels()] if name == "confusion_matrix" else []):
+        texts = [t.get_text() for t in labels]
+        assert 10 <= len(texts) <= figures.MAX_TICKS + 1
+        # the most frequent class first, the least frequent last, each cut in the middle: their ends tell them apart
+        assert texts[0].startswith("a rather") and texts[0].endswith(f"number {head}") and "…" in texts[0]
+        assert texts[-1].endswith(f"number {tail}") and len(texts[-1]) == figures.LABEL_CHARS
+        # neighbours do not overlap: the gap between their ticks, across the (rotated) text, exceeds a line
+        positions = [t.get_window_extent() for t in labels]
+        gaps = np.diff(sorted(b.x0 if t.get_rotation() else b.y0 for t, b in zip(labels, positions)))
+        across = np.sin(np.radians(labels[0].get_rotation() or 90))
+        assert gaps.min() * across > 1.2 * labels[0].get_fontsize() * fig.dpi / 72
+        assert all(_inside(fig, t) for t in labels)
+    assert "500 classes by training samples, most to fewest" in ax.get_xlabel()
+    if name == "confusion_matrix":  # rows and columns follow that order: the head class's row comes first
+        matrix = next(c for c in ax.get_children() if isinstance(c, AxesImage)).get_array()
+        cm = figures.confusion_matrix(inp.target, inp.probs.argmax(axis=1), 500)
+        assert matrix[0, 0] == cm[head, head] / cm[head].sum()
+    else:  # bars fall from head to tail
+        heights = [b.get_height() for b in ax.containers[0]]
+        assert heights == sorted(heights, reverse=True)

@@ -118,6 +118,28 @@ def test_the_reproduce_script_explains_an_unknown_run(tmp_path, store):
     assert f"run {'0' * 32} is not in {store}" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_reproducing_a_sweep_s_parent_says_it_is_one_and_how_to_reproduce_its_jobs_or_rerun_it(store, capsys):
+    # it said "commit unknown", then "not logged by this harness"
+    from trainer.tracking.store import setup_experiment
+
+    client = MlflowClient(store)
+    experiment = setup_experiment(store, "ce-harness")
+    parent = client.create_run(experiment, run_name="sweep loss=plain,weighted seed=0",
+                               tags={"sweep": "parent", "sweep.overrides": "loss=plain,weighted seed=0"})
+    jobs = [client.create_run(experiment, run_name=name, tags={"mlflow.parentRunId": parent.info.run_id})
+            for name in ("loss=plain,seed=0", "loss=weighted,seed=0")]
+    for r in (parent, *jobs):
+        client.set_terminated(r.info.run_id)
+    assert reproduce_main([parent.info.run_id, "--tracking-uri", store]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: run {parent.info.run_id} is the parent run of a sweep (python ")
+    assert ("train.py -m loss=plain,weighted seed=0): it trained nothing itself, so there is nothing to run again. "
+            "Instead, reproduce each of its 2 jobs by its own id, e.g. python ") in error
+    assert f"reproduce.py {jobs[0].info.run_id} (jobs: {jobs[0].info.run_id} (loss=plain,seed=0), " in error
+    assert error.rstrip().endswith("train.py -m loss=plain,weighted seed=0") and error.count("\n") == 1
+    assert "or run the whole sweep again as a new sweep: python " in error
+
+
 @pytest.mark.parametrize("bad,key", [("trainer.deterministic=sometimes", "trainer.deterministic"),
                                      ("trainer.threads=0", "trainer.threads"), ("trainer.resume=abc", "trainer.resume")])
 def test_bad_reproduce_settings_are_refused_by_name(bad, key):

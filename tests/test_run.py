@@ -160,7 +160,8 @@ def test_default_cli_run_prints_the_summary_and_writes_mlflow_db_in_the_working_
     proc = train_cli("trainer.epochs=3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "val " in out and "test " in out and "balanced_accuracy" in out and "Compare runs in the UI: mlflow ui" in out
+    assert "val " in out and "test " in out and "balanced_accuracy" in out
+    assert "Its page in the UI: mlflow ui, then open http://127.0.0.1:5000/#/experiments/" in out
     run_id = out.split("MLflow run id: ")[1].split()[0]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     r = client.get_run(run_id)

@@ -1,5 +1,5 @@
 """The MLflow UI as a user sees it: a sweep and its comparison, opened in a real headless Chromium, walked from
-the experiment list to the sweep's charts.
+the experiment list to the sweep's charts, the Dataset column, and a run's page with its curves.
 
 Needs Debian's chromium (/usr/bin/chromium) and the playwright package (dev extra); `.ci/run` installs the
 browser and runs `python -m pytest -m e2e`. Screenshots are kept in $E2E_ARTIFACT_DIR (default outputs/e2e/).
@@ -7,6 +7,7 @@ browser and runs `python -m pytest -m e2e`. Screenshots are kept in $E2E_ARTIFAC
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import struct
@@ -15,12 +16,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import ROOT, train_cli
+from trainer.tracking import ui_links
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +115,9 @@ def _ui_link(sweep_stdout: str, url: str) -> str:
 
 def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir):
     """As a user: the printed link opens on the runs; from the experiment list the experiment opens, the sweep
-    expands, the chart view shows val/ce; the parent run holds the comparison report."""
+    expands with each job's data in the Dataset column, the chart view shows val/ce; the parent run holds the
+    comparison report; a run's page opens in the Model training layout with its dataset, its description's link to
+    its learning curves, and its one-value metrics as bars."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -127,8 +132,11 @@ def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir
     experiment = client.get_experiment_by_name("ce-harness")
     runs = client.search_runs([experiment.experiment_id])
     parent = next(r for r in runs if r.data.tags.get("sweep") == "parent")
-    children = sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = sorted(r.info.run_name for r in jobs)
     assert len(children) == 4
+    digests = Counter(r.data.tags["data.source_fingerprint"][:8] for r in jobs)  # one file read: one digest
+    job = jobs[0]
     curves = next((tmp_path / "outputs" / "compare").glob("*/curves.png"))
 
     server, url = _start_ui(store, tmp_path, tmp_path / "mlflow_ui.log")
@@ -166,6 +174,10 @@ def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir
                     page.get_by_role("link", name=name, exact=True).wait_for()
                 listed = {a.inner_text() for a in page.get_by_role("link").all()}
                 assert {parent.info.run_name, *children} <= listed
+                # the Dataset column: each job's data by name and digest (data.source_fingerprint's first characters)
+                for digest, count in digests.items():
+                    page.get_by_text(f"digits ({digest})", exact=True).first.wait_for()
+                    assert page.get_by_text(f"digits ({digest})", exact=True).count() == count
                 page.screenshot(path=artifact_dir / "03_sweep_expanded.png", full_page=True)
 
                 # 4. The chart view, searched for val/ce as a user would among its many panels.
@@ -189,6 +201,36 @@ def test_a_sweep_and_its_comparison_open_in_the_mlflow_ui(tmp_path, artifact_dir
                 page.wait_for_function("([w, h]) => [...document.images].some(i => i.complete && "
                                        "i.naturalWidth === w && i.naturalHeight === h)", arg=[width, height])
                 page.screenshot(path=artifact_dir / "06_parent_curves.png", full_page=True)
+
+                # 6. A run's page, at the link a run prints: the Model training layout (not GenAI's "Evaluation
+                # runs"), its data under Datasets, and its description linking the learning curves.
+                digest = job.data.tags["data.source_fingerprint"][:8]
+                page.goto(f"{url}/{ui_links.run_page(experiment.experiment_id, job.info.run_id)}")
+                page.get_by_role("heading", name=job.info.run_name).wait_for()
+                page.get_by_text(f"digits ({digest})", exact=True).wait_for()
+                assert page.get_by_text(re.compile("^training$", re.IGNORECASE)).count() >= 1  # the dataset's context
+                assert page.get_by_text("Evaluation runs").count() == 0
+                page.screenshot(path=artifact_dir / "07_run_page.png", full_page=True)
+                with browser.expect_page() as opened:  # MLflow opens description links in a new tab
+                    page.get_by_role("link", name="cross-entropy", exact=True).click()
+                curves_page = opened.value
+                curves_page.set_default_timeout(TIMEOUT_MS)
+                curves_page.get_by_text("train/ce vs val/ce", exact=True).wait_for()
+                curves_page.locator(".scatterlayer .trace").first.wait_for()  # the two curves are drawn
+                curves_page.screenshot(path=artifact_dir / "08_run_curves.png", full_page=True)
+                curves_page.close()
+
+                # 7. Its Model metrics tab: one-value metrics as bars with their value, per-epoch ones as curves.
+                page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{job.info.run_id}/model-metrics"
+                          "?workflowType=machine_learning")
+                search = page.get_by_placeholder("Search metric charts")
+                search.fill("test/balanced_accuracy")
+                page.locator(".barlayer .point").first.wait_for()
+                assert page.locator(".scatterlayer .trace").count() == 0
+                search.fill("train/ce")
+                page.locator(".scatterlayer .trace").first.wait_for()
+                assert page.locator(".barlayer .point").count() == 0
+                page.screenshot(path=artifact_dir / "09_run_metric_charts.png", full_page=True)
             except Exception:
                 page.screenshot(path=artifact_dir / "failure.png", full_page=True)
                 raise

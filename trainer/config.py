@@ -5,6 +5,7 @@ import difflib
 import functools
 import inspect
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ READ_WITH_DEFAULT = ("dataset.augment",)  # read by every image dataset, declare
 SEED_LIMIT = 2 ** 32  # numpy's seeds (split, imbalance, noise, resampling) are 0 <= seed < 2**32
 # Settings added after runs were first logged, with the value (as a logged param) that does what runs without it did:
 # a resume does not count them as a change, and compare reads a run without one as having this value.
-ADDED_SETTINGS = {"trainer.steps": "None", "trainer.keep": "best"}
+ADDED_SETTINGS = {"trainer.steps": "None", "trainer.keep": "best", "dataset.encoding": "utf-8"}
 
 
 class UnknownKey(UserError):
@@ -51,11 +52,14 @@ def _check(cfg: DictConfig, key: str, ok: Callable[[Any], bool], allowed: str) -
     except TypeError:
         good = False
     if not good:
+        if isinstance(value, float) and not math.isfinite(value):
+            allowed += "; inf and nan are not accepted"
         raise ConfigError(key, value, allowed)
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite number: Hydra reads inf, -inf and nan as floats, and none is a meaningful value of any setting."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_int(v: Any) -> bool:
@@ -146,8 +150,27 @@ def validate(cfg: DictConfig) -> None:
         _check(cfg, "ssl.warmup_epochs", lambda v: _is_int(v) and v >= 0, "an integer >= 0, e.g. 5")
         _check(cfg, "ssl.threshold", lambda v: _is_num(v) and 0 <= v < 1, "a probability in [0, 1), e.g. 0.95")
 
+    _validate_model(cfg)
     _validate_dataset(cfg)
     _validate_folds(cfg)
+
+
+def _is_widths(v: Any, allow_empty: bool) -> bool:
+    return isinstance(v, (list, ListConfig)) and (allow_empty or len(v) > 0) and all(_is_int(w) and w >= 1 for w in v)
+
+
+def _validate_model(cfg: DictConfig) -> None:
+    """Layer widths: a layer of 0 units passes nothing on (the network would output a constant)."""
+    name = _get(cfg, "model.name")
+    if name == "mlp":
+        _check(cfg, "model.hidden", lambda v: _is_widths(v, allow_empty=True),
+               "a list of layer widths >= 1, e.g. model.hidden=[256,128] ([] for no hidden layer)")
+    elif name == "cnn":
+        _check(cfg, "model.channels", lambda v: _is_widths(v, allow_empty=False),
+               "a non-empty list of channel counts >= 1, e.g. model.channels=[32,64]")
+        _check(cfg, "model.hidden", lambda v: _is_int(v) and v >= 1, "an integer >= 1, e.g. model.hidden=128")
+    elif name == "resnet18":
+        _check(cfg, "model.small_stem_below", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (pixels), e.g. 64")
 
 
 def _validate_folds(cfg: DictConfig) -> None:
@@ -184,6 +207,8 @@ def _validate_dataset(cfg: DictConfig) -> None:
         for key in ("dataset.features", "dataset.categorical"):
             _check(cfg, key, _is_names, "null or a list of column names, e.g. [age,income]")
         _check(cfg, "dataset.max_categories", lambda v: _is_int(v) and v >= 2, "an integer >= 2")
+        _check(cfg, "dataset.encoding", _is_codec,
+               "a text encoding Python knows, e.g. utf-8, latin-1 or cp1252 (a Windows spreadsheet's)")
     elif name == "image_folder":
         _check(cfg, "dataset.path", lambda v: isinstance(v, str) and v != "",
                "the folder holding one sub-folder of images per class, e.g. dataset.path=~/pets")
@@ -192,12 +217,22 @@ def _validate_dataset(cfg: DictConfig) -> None:
     _check(cfg, "dataset.augment", lambda v: isinstance(v, bool), "true or false")
 
 
+def _is_codec(v: Any) -> bool:
+    import codecs
+
+    try:
+        return isinstance(v, str) and codecs.lookup(v) is not None
+    except LookupError:
+        return False
+
+
 def _validate_loss(cfg: DictConfig) -> None:
     name = _get(cfg, "loss.name")
     if name == "weighted":
         _check_scheme(cfg, none_ok=False)
     elif name == "label_smoothed":
-        _check(cfg, "loss.smoothing", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1], e.g. 0.1")
+        _check(cfg, "loss.smoothing", lambda v: _is_num(v) and 0 <= v < 1,
+               "a number in [0, 1), e.g. 0.1 (1 makes every target uniform: nothing is left to learn)")
         _check_scheme(cfg, none_ok=True)
     elif name == "focal":
         _check(cfg, "loss.gamma", lambda v: _is_num(v) and v >= 0, "a number >= 0, e.g. loss.gamma=2")
@@ -355,3 +390,93 @@ def check_keys(cfg: DictConfig) -> None:
                              _known(key, ks))
             log.warning("%s is not read by %s=%s (only by %s)", key, group, cfg[group].name,
                         ", ".join(f"{group}={r}" for r in readers))
+
+
+# --- the command line: a key set without '+' that the composed config will not have ---------------------------
+
+def check_command_line(args: list[str]) -> None:
+    """UserError for an override of train.py's command line that sets, without '+', a key the composed config will not
+    have: Hydra would stop on it with its multi-line "Key 'epoch' is not in struct" and exit 1 (`trainer.epoch=3`),
+    where the same typo with '+' gets check_keys' "did you mean trainer.epochs?".
+
+    It reads conf/'s YAML and composes nothing, so it judges only what it can tell from there: a key that no file
+    of conf/ declares, and a key that the chosen option of its group does not declare where that option is known
+    (named on the command line, or a default no preset of the command line can change). Anything else, a syntax
+    error included, is left to Hydra.
+    """
+    from hydra._internal.utils import get_args_parser  # the parser hydra.main reads sys.argv with
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(get_args_parser().parse_known_args(args)[0].overrides)
+    except Exception:  # noqa: BLE001 - Hydra's own message names a malformed override
+        return
+    declared = declared_keys()
+    known = frozenset().union(*declared.values())
+    groups = {p.name for p in CONF.iterdir() if p.is_dir()}
+    chosen = _chosen_options(overrides, groups)
+    for o in overrides:
+        key = o.key_or_group
+        if (o.type is not OverrideType.CHANGE or o.package is not None or "/" in key or key in groups
+                or key.split(".")[0] == "hydra" or _is_node(key, known)):
+            continue
+        value = o.input_line.split("=", 1)[1]
+        if not _known(key, known):
+            near = _near(key, known)
+            fix = (f"did you mean {near[0]}? Write {near[0]}={value}." if near else
+                   f"an argument of the class an option builds (an optimizer's, a sampler's) is added with '+': "
+                   f"+{key}={value}; README's \"What you can choose\" lists the settings.")
+            raise UserError(f"{key}={value}: {key} is not a setting of the harness (no file of conf/ declares it, so "
+                            f"Hydra cannot set it); {fix}")
+        group = key.split(".")[0]
+        option = chosen.get(group)
+        if option and f"{group}/{option}" in declared and not _known(key, declared[f"{group}/{option}"] | declared[""]):
+            readers = sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
+                             key in ks)
+            if not readers:  # inside a dict value, or under a node an option leaves null: composing will tell
+                continue
+            raise UserError(f"{key}={value}: {key} is not a setting of {group}={option} (only of "
+                            f"{', '.join(f'{group}={r}' for r in readers)}); choose one of those, e.g. "
+                            f"{group}={readers[0]} {key}={value}.")
+
+
+def _is_node(key: str, known: frozenset[str]) -> bool:
+    """key names a node above declared keys (trainer, resampling.sampler): not a typo of a setting."""
+    return any(k.startswith(key + ".") for k in known)
+
+
+@functools.cache
+def _defaults_of(option: str) -> dict[str, str | None]:
+    """The groups a file of conf/ ("" for config.yaml, else "group/option") chooses in its defaults list, with the
+    option it chooses ({"imbalance": "none"} for `override /imbalance@_global_.imbalance: none`)."""
+    import yaml
+
+    path = CONF / ("config.yaml" if not option else f"{option}.yaml")
+    if not path.is_file():
+        return {}
+    out: dict[str, str | None] = {}
+    for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):
+        if isinstance(entry, dict):
+            for name, value in entry.items():
+                group = name.removeprefix("override ").strip().lstrip("/").split("@")[0]
+                out[group] = None if value is None else str(value)
+    return out
+
+
+def _chosen_options(overrides: list, groups: set[str]) -> dict[str, str | None]:
+    """The option of each group as far as the command line and conf/ tell without composing: the command line's,
+    else what a chosen option's defaults list sets (dataset=csv: imbalance none), else config.yaml's; None where
+    unknown (a sweep over the group). Empty when the command line names a preset (experiment, remedy,
+    hparams_search): those change other groups in ways only composing tells."""
+    given: dict[str, str | None] = {}
+    for o in overrides:
+        if o.key_or_group in groups and o.package is None:
+            given[o.key_or_group] = None if o.is_sweep_override() else str(o.value())
+    if any(given.get(g) for g in ("experiment", "remedy", "hparams_search")):
+        return {}
+    chosen = {g: v for g, v in _defaults_of("").items() if g in groups} | given
+    for group, option in list(chosen.items()):
+        if option:
+            chosen |= {g: v for g, v in _defaults_of(f"{group}/{option}").items() if g not in given}
+    return chosen

@@ -95,6 +95,8 @@ def reproduce(run_id: str, uri: str, allow_commit_mismatch: bool = False,
         original = client.get_run(run_id)
     except MlflowException as e:
         raise UserError(f"run {run_id} is not in {uri}. Check the id and --tracking-uri.") from e
+    if original.data.tags.get("sweep") == "parent":
+        raise UserError(sweep_parent(client, original))
     if original.info.status != "FINISHED":
         raise UserError(f"run {run_id} is {original.info.status}, so it has no final metrics to compare. "
                         "Continue it first: python train.py <its overrides> trainer.resume=<its id>.")
@@ -114,6 +116,22 @@ def reproduce(run_id: str, uri: str, allow_commit_mismatch: bool = False,
     rows = [Row(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if not k.startswith(IGNORED)]
     return Comparison(run_id, result.run_id, rows,
                       (original.data.tags.get("data.fingerprint"), new.data.tags.get("data.fingerprint")))
+
+
+def sweep_parent(client, parent) -> str:
+    """What to say of a sweep's parent run given to reproduce: it trained nothing; its jobs reproduce one by one,
+    and the sweep runs again from its command."""
+    from trainer.tracking.provenance import script
+
+    run_id = parent.info.run_id
+    jobs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
+                              order_by=["start_time ASC"])
+    command = f"python {script('train.py')} -m {parent.data.tags.get('sweep.overrides', '')}".rstrip()
+    listed = ", ".join(f"{j.info.run_id} ({j.info.run_name})" for j in jobs[:3]) + (" ..." if len(jobs) > 3 else "")
+    each = (f"reproduce each of its {len(jobs)} jobs by its own id, e.g. python {script('scripts/reproduce.py')} "
+            f"{jobs[0].info.run_id} (jobs: {listed})" if jobs else "it has no job runs to reproduce")
+    return (f"run {run_id} is the parent run of a sweep ({command}): it trained nothing itself, so there is nothing "
+            f"to run again. Instead, {each}; or run the whole sweep again as a new sweep: {command}")
 
 
 def table(c: Comparison, tolerance: float) -> str:

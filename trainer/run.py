@@ -14,8 +14,8 @@ from trainer.config import validate
 from trainer.errors import UserError
 from trainer.runtime.signals import Interrupted
 from trainer.sweep.job import HydraJob, hydra_job
-from trainer.tracking.record import Opening, RunRecord, output_dir
-from trainer.tracking.store import ui_command
+from trainer.tracking import ui_links
+from trainer.tracking.record import SUMMARY_STEP, Opening, RunRecord, output_dir
 
 if TYPE_CHECKING:
     import torch
@@ -74,7 +74,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
     with RunRecord.open(setup.opening) as record:
         record.log_start(cfg, setup.git, setup.device, setup.deterministic)
         prep = prepared(cfg, shared=job.multirun)
-        record.log_data(prep)
+        record.log_data(prep, cfg.dataset)
         built = build(cfg, prep.dataset, prep.class_counts["train_resampled"], setup.device, job.launcher,
                       setup.threads, setup.threads_pinned_by)
         record.log_model(built)
@@ -90,7 +90,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
     out = RunResult(record.run_id, scores.val, scores.test, result.best_epoch, result.epochs_run,
                     time.perf_counter() - start, monitor(cfg), result.steps, result.kept_epoch)
     print_summary(out, setup.opening.run_name, setup.opening.uri, cfg.tracking.experiment,
-                  in_sweep=setup.opening.parent_run_id is not None)
+                  in_sweep=setup.opening.parent_run_id is not None, experiment_id=setup.opening.experiment_id)
     return out
 
 
@@ -178,22 +178,24 @@ def draw_figures(cfg: DictConfig, record: RunRecord, prep: Prepared, result: Fit
                                   result.history, result.best_epoch,
                                   figures.subtitle(cfg.loss.name, cfg.resampling.name, record.opening.run_name),
                                   monitor=monitor(cfg), kept_epoch=result.kept_epoch)
-    figure_worker.draw(inputs, record.folder, record.run_id, record.opening.uri, result.epochs_run, background)
+    figure_worker.draw(inputs, record.folder, record.run_id, record.opening.uri, SUMMARY_STEP, background)
 
 
-def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_sweep: bool = False) -> None:
-    """A short table of the final val and test metrics, the run id and how to open the UI (once per sweep, at
-    its end, instead of after every job)."""
+def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_sweep: bool = False,
+                  experiment_id: str = "0") -> None:
+    """A short table of the final val and test metrics, the run id and how to open its page in the UI (a sweep
+    says where its runs are once, at its end, instead of after every job)."""
     cols = ("ce", "accuracy", "balanced_accuracy")
     kept = (f"best {r.monitor} at epoch {r.best_epoch}" if r.kept_epoch == r.best_epoch else
             f"the last epoch's weights kept; best {r.monitor} at epoch {r.best_epoch}")
     lines = [f"run {run_name!r} finished: {r.epochs_run} epochs, {r.steps} steps ({kept}), {r.seconds:.1f} s",
              f"{'':6}" + "".join(f"{c:>20}" for c in cols)]
-    for split, m in (("val", r.val), ("test", r.test)):
-        lines.append(f"{split:6}" + "".join(f"{m[c]:>20.4f}" for c in cols))
+    for split, m in (("val", r.val), ("test", r.test)):  # a diverged run's ce of 8e18 in scientific notation
+        lines.append(f"{split:6}" + "".join(f"{m[c]:>20.4f}" if abs(m[c]) < 1e6 else f"{m[c]:>20.4g}" for c in cols))
     lines.append(f"MLflow run id: {r.run_id} (experiment {experiment!r}, store {uri})")
     if not in_sweep:
-        lines.append(f"Compare runs in the UI: {ui_command(uri)}")
+        how, address = ui_links.address(uri)
+        lines.append(f"Its page in the UI: {how} {address}/{ui_links.run_page(experiment_id, r.run_id)}")
     print("\n".join(lines), flush=True)
 
 

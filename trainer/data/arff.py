@@ -37,13 +37,13 @@ def _unquote(name: str) -> str:
     return name[1:-1] if len(name) > 1 and name[0] == name[-1] and name[0] in "'\"" else name
 
 
-def read(path: Path) -> Table:
-    """Parse an ARFF or KEEL .dat file; UserError naming the line for what it cannot read (sparse rows,
-    relational attributes, an unknown type)."""
+def read(path: Path, encoding: str = "utf-8") -> Table:
+    """Parse an ARFF or KEEL .dat file, decoded with `encoding` (UnicodeDecodeError if it cannot be); UserError naming
+    the line for what it cannot read (sparse rows, relational attributes, an unknown type)."""
     import pandas as pd
 
     names, nominal, outputs = [], [], None
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = path.read_text(encoding=encoding).splitlines()
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         lower = text.lower()
@@ -68,6 +68,8 @@ def read(path: Path) -> Table:
         names.append(name)
     else:
         raise UserError(f"dataset.path={path}: no @data line, so no rows: is it an ARFF or KEEL .dat file?")
+    if not body.strip():  # a header without rows: an empty table, which the loader refuses by name
+        return Table(pd.DataFrame(columns=names), nominal, outputs[0] if outputs else (names or [None])[-1])
     if body.lstrip().startswith("{"):
         raise UserError(f"dataset.path={path}: sparse ARFF rows ({{index value, ...}}) are not read. Save the data "
                         "as dense ARFF or CSV.")

@@ -18,12 +18,12 @@ from trainer.errors import UserError
 PARQUET = (".parquet", ".pq")
 
 
-def delimiter(file: Path) -> str:
+def delimiter(file: Path, encoding: str = "utf-8") -> str:
     """The field separator of a CSV file: ',' or what Python's csv.Sniffer finds among ',', ';', tab and '|' in its
     first 64 KiB (spreadsheets in many locales export ';', since ',' is their decimal mark)."""
     import csv
 
-    with open(file, newline="", encoding="utf-8", errors="replace") as f:
+    with open(file, newline="", encoding=encoding, errors="replace") as f:
         sample = f.read(65536)
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
@@ -31,14 +31,19 @@ def delimiter(file: Path) -> str:
         return ","
 
 
-def read_table(path: str):
+def read_table(path: str, encoding: str = "utf-8"):
     """The file as a pandas DataFrame, by its suffix: parquet, ARFF / KEEL .dat (an arff.Table, which also names the
-    nominal attributes and the class), else CSV (tab-separated for .tsv; else the separator csv.Sniffer finds)."""
+    nominal attributes and the class), else CSV (tab-separated for .tsv; else the separator csv.Sniffer finds).
+    Text files are decoded with `encoding` (dataset.encoding); UserError naming the first line it cannot decode."""
     import pandas as pd
 
     from trainer.data import arff
 
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise UserError(f"dataset.path={path} is a folder; dataset=csv reads one table file (.csv, .tsv, .parquet, "
+                        ".arff or KEEL .dat): name the file in it. For a folder of images, one sub-folder per class, "
+                        "use dataset=image_folder.")
     if not file.is_file():
         raise UserError(f"dataset.path={path}: no such file (relative paths start from the working directory "
                         f"{Path.cwd()}).")
@@ -46,14 +51,32 @@ def read_table(path: str):
         if file.suffix.lower() in PARQUET:
             return pd.read_parquet(file)
         if file.suffix.lower() in arff.SUFFIXES:
-            return arff.read(file)
-        return pd.read_csv(file, sep="\t" if file.suffix.lower() == ".tsv" else delimiter(file))
+            return arff.read(file, encoding)
+        return pd.read_csv(file, sep="\t" if file.suffix.lower() == ".tsv" else delimiter(file, encoding),
+                           encoding=encoding)
+    except UnicodeDecodeError as e:
+        raise UserError(undecodable(file, path, encoding, e)) from e
     except ImportError as e:
         raise UserError(f"dataset.path={path}: pandas needs a parquet engine to read it ({e}). "
                         "Install one: pip install pyarrow") from e
     except (ValueError, OSError) as e:  # pandas' parser and empty-data errors are ValueErrors
         raise UserError(f"dataset.path={path}: pandas cannot read it as a "
                         f"{'parquet' if file.suffix.lower() in PARQUET else 'CSV'} file ({e}).") from e
+
+
+def undecodable(file: Path, path: str, encoding: str, error: UnicodeDecodeError) -> str:
+    """What to say of a text file that `encoding` cannot decode: the line and byte of the first failure and the
+    setting that names the file's encoding."""
+    data = file.read_bytes()
+    try:
+        data.decode(encoding)
+        where = ""
+    except UnicodeDecodeError as e:  # the position in the whole file (pandas' error counts within its chunk)
+        line = data[:e.start].count(b"\n") + 1
+        where = f" (line {line}: byte {data[e.start:e.start + 1]!r})"
+    return (f"dataset.path={path} is not {encoding} text{where}, and dataset.encoding={encoding}. Name the "
+            "file's encoding, e.g. dataset.encoding=latin-1, or cp1252 for a file a Windows spreadsheet saved "
+            f"({error.reason}).")
 
 
 def _rows(mask) -> str:
@@ -73,6 +96,10 @@ def _labels(column, target: str) -> tuple[np.ndarray, list[str]]:
         values = values.astype(np.int64)  # 0.0 / 1.0 read from a file are the classes 0 and 1
     uniques, y = np.unique(values, return_inverse=True)
     classes = [str(u) for u in uniques]
+    if len(classes) == 1:  # would train, and score accuracy 1.0 by predicting the one class
+        raise UserError(f"dataset.target={target}: all {len(values)} rows have the class {classes[0]!r}, and a "
+                        "classifier needs at least two classes. Is dataset.target the class column? Otherwise add "
+                        "rows of the other classes.")
     counts = np.bincount(y, minlength=len(classes))
     if counts.min() < 3:
         small = [f"{classes[c]!r} ({counts[c]} row{'s' if counts[c] > 1 else ''})" for c in np.flatnonzero(counts < 3)]
@@ -99,7 +126,16 @@ def _numeric(column, name: str) -> np.ndarray:
         raise UserError(f"numeric column {name!r} is empty in data row(s) {_rows(as_number.isna())} (a missing value: "
                         "an empty cell, or '?' in ARFF and '<null>' in KEEL files; the harness does not impute): "
                         "fill those cells or remove the rows")
-    return as_number.to_numpy(dtype=np.float32)
+    values = as_number.to_numpy(dtype=np.float64)
+    # features are float32: inf, 1e400 (read as inf) and anything beyond float32's range (1e200) would make every
+    # loss and metric NaN or inf
+    beyond = ~(np.abs(values) <= np.finfo(np.float32).max)
+    if beyond.any():
+        examples = ", ".join(str(column[beyond].iloc[i]) for i in range(min(3, int(beyond.sum()))))
+        raise UserError(f"numeric column {name!r} holds values that are not finite float32 numbers ({examples}: "
+                        "inf, or beyond +-3.4e38) in data row(s) " + _rows(beyond) + ": fix those cells or remove "
+                        "the rows")
+    return values.astype(np.float32)
 
 
 def _one_hot(column, name: str, max_categories: int) -> np.ndarray:
@@ -141,8 +177,11 @@ def load_table(cfg: DictConfig) -> Source:
     """
     from trainer.data.arff import Table
 
-    table = read_table(cfg.path) if cfg.get("path") else None
+    table = read_table(cfg.path, cfg.get("encoding") or "utf-8") if cfg.get("path") else None
     df, nominal = (table.frame, table.nominal) if isinstance(table, Table) else (table, [])
+    if df is not None and len(df) == 0:
+        raise UserError(f"dataset.path={cfg.path}: the file has a header ({len(df.columns)} columns) but no data rows. "
+                        "Point dataset.path at the file that holds the data.")
     target = cfg.get("target") or (table.target if isinstance(table, Table) else None)
     if df is None or not target:
         raise UserError("dataset=csv needs dataset.path=FILE (.csv, .tsv, .parquet, .arff or KEEL .dat) and, for CSV "

@@ -156,6 +156,9 @@ def load_image_folder(path: str, image_size: int, grayscale: bool) -> Source:
     from tqdm.auto import tqdm
 
     root = Path(path).expanduser()
+    if root.is_file():
+        raise UserError(f"dataset.path={path} is a file; dataset=image_folder reads a folder with one sub-folder of "
+                        "images per class. For a table (.csv, .tsv, .parquet, .arff, .dat) use dataset=csv.")
     if not root.is_dir():
         raise UserError(f"dataset.path={path}: no such folder. Point it at a folder with one sub-folder of images "
                         "per class (torchvision's ImageFolder layout: PATH/cat/001.png, PATH/dog/002.jpg, ...).")

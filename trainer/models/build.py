@@ -13,6 +13,7 @@ from torch import nn
 
 from trainer.data.types import Dataset
 from trainer.models.accel import accelerate
+from trainer.models.batches import check_batches
 from trainer.models.inputs import with_inputs
 from trainer.models.losses import build_loss, loss_weights
 from trainer.models.networks import build_network
@@ -49,6 +50,8 @@ def build(cfg: DictConfig, ds: Dataset, class_counts: Sequence[int], device: tor
     torch.set_num_threads(cpu.threads)
     log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
              "" if cpu.macs_per_step is None else f", {cpu.macs_per_step / 1e6:.1f} M multiply-adds per step")
+    check_batches(model, torch.as_tensor(ds.train.x[:1], device=device), len(ds.train.y), cfg.trainer.batch_size,
+                  cfg.model.name)  # before the speed wrappers: one eager forward pass of one sample
     model = accelerate(model, cfg.trainer, device)  # bf16, channels-last, torch.compile when asked
     loss_fn = build_loss(cfg.loss, class_counts).to(device)
     return Built(model, loss_fn, build_optimizer(cfg.optim, model), cpu)

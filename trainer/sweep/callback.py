@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from trainer.errors import UserError
+from trainer.runtime.writable import require_folder
 from trainer.sweep.check import check_sweep
 from trainer.sweep.job import BASIC_LAUNCHER
 from trainer.tracking.masking import mask_overrides
@@ -71,11 +72,20 @@ class SweepCallback(Callback):
 
     _workers = False  # set by _start: whether the jobs run in a launcher's worker processes
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A single run's output folder must be writable: Hydra creates it next, with a PermissionError's traceback."""
+        try:
+            require_folder(config.hydra.run.dir, "hydra.run.dir")
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Check the sweep's values and its store before any job: a user error ends the sweep with one `error:`
+        """Check the sweep's folder, values and store before any job: a user error ends the sweep with one `error:`
         line and exit code 2, as it ends a single run, with no parent run created."""
 
         try:
+            require_folder(config.hydra.sweep.dir, "hydra.sweep.dir")
             check_sweep(config)
             self._start(config)
         except UserError as e:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from trainer.train.loop import FitResult, LoopState
 
 log = logging.getLogger(__name__)
+# A run's one-value metrics (test/*, best/*, time/*) are logged at step 0: MLflow's UI draws a metric whose latest step
+# is 0 as a bar with its value, one at step >= 1 as a line, where a single value is a lone dot.
+SUMMARY_STEP = 0
 
 
 @contextlib.contextmanager
@@ -154,31 +157,35 @@ class RunRecord:
         params and artifacts, Hydra's files, the provenance tags and the uncommitted diff."""
         import mlflow
 
-        from trainer.tracking import provenance
+        from trainer.tracking import provenance, ui_links
         from trainer.tracking.params import flatten, log_config
 
         tags = {CHECKPOINT: str(self.checkpoint)}
         first = self.resumed is None or not self.resumed.recorded  # a run stopped that early records it now
         if first:
             tags |= provenance.tags(git, device, int(cfg.seed), deterministic)
+            tags[ui_links.DESCRIPTION_TAG] = ui_links.description(self.opening.experiment_id, self.run_id)
             hydra_dir = self.opening.output_dir
             log_config(cfg, hydra_dir / ".hydra" if hydra_dir is not None else None)
             if git.dirty:
                 mlflow.log_text(git.diff, provenance.DIFF_ARTIFACT)
         self._batch(params=flatten(cfg) if first else {}, tags=tags)
 
-    def log_data(self, prep: Prepared) -> None:
-        """The data's fingerprint (a resumed run's must match), its class counts at each stage, the class keys of the
-        per-class metrics, and what preparing it decided (resampling.used.*)."""
+    def log_data(self, prep: Prepared, dataset: DictConfig) -> None:
+        """The data's fingerprint (a resumed run's must match), the data as the run's dataset input (the UI's Dataset
+        column), its class counts at each stage, the class keys of the per-class metrics, and what preparing it
+        decided (resampling.used.*)."""
         import mlflow
 
         from trainer.evaluate.metrics import class_keys
         from trainer.tracking import provenance, resume
+        from trainer.tracking.data_input import CONTEXT, data_input
 
         ds = prep.dataset
         self.fingerprint = provenance.data_fingerprint(ds)
         if self.resumed is not None:
             resume.check_data(self.resumed, self.fingerprint)
+        mlflow.log_input(data_input(dataset, ds.source_fingerprint or self.fingerprint), context=CONTEXT)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
         mlflow.log_dict(dict(zip(class_keys(ds.classes), ds.classes)), "class_keys.json")  # recall/<key> -> class
         self._batch(params=prep.params, tags={"data.fingerprint": self.fingerprint,
@@ -221,14 +228,22 @@ class RunRecord:
 
     def log_scores(self, scores: Scores, result: FitResult, prep: Prepared) -> None:
         """The final test metrics and how to read them, the best epoch, the training time and what preparing the
-        data measured, at the step of the last epoch."""
+        data measured, at SUMMARY_STEP; a run whose training diverged (trainer.train.divergence) is said in one
+        warning and tagged `diverged` with it."""
         from mlflow.entities import Metric
 
-        step, ms = result.epochs_run, int(time.time() * 1000)
+        from trainer.train import divergence
+
+        step, ms = SUMMARY_STEP, int(time.time() * 1000)
         values = (scores.test_metrics() | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
                                            "kept/epoch": result.kept_epoch, "time/train_s": result.seconds}
                   | prep.metrics)
-        self._batch(tags=scores.tags, metrics=[Metric(k, float(v), ms, step) for k, v in values.items()])
+        tags = dict(scores.tags)
+        diverged = divergence.find(result.history, prep.dataset.num_classes)
+        if diverged is not None:
+            log.warning("%s", diverged.message)
+            tags[divergence.TAG] = diverged.message
+        self._batch(tags=tags, metrics=[Metric(k, float(v), ms, step) for k, v in values.items()])
 
     def _finish(self) -> None:
         """A resumed run that finishes drops the `error` tag of the interruption it recorded."""

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from trainer.errors import UserError
+from trainer.runtime.writable import blocker, free_space
 from trainer.tracking.masking import hide_password
 
 log = logging.getLogger(__name__)
@@ -93,14 +94,18 @@ def setup_experiment(uri: str, name: str) -> str:
     if uri.startswith("postgresql"):
         _probe_database(uri)
     db = sqlite_path(uri)
-    if db is not None and not db.parent.is_dir():
-        raise UserError(f"tracking.uri={uri}: the folder {db.parent} does not exist. Create it or fix tracking.uri.")
+    if db is not None:
+        _require_writable(db, uri)
     mlflow.set_tracking_uri(uri)
     try:
         if db is None:
             return _experiment_id(name)
         with FileLock(f"{db}.lock"):  # held while MLflow creates or upgrades the schema and the experiment
+            if not db.exists():
+                _create_sqlite(db, uri)
             return _experiment_id(name)
+    except UserError:
+        raise
     except mlflow.exceptions.MlflowException as e:
         hint = (" The server asks for a login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD."
                 if "401" in str(e) else "")
@@ -113,6 +118,64 @@ def setup_experiment(uri: str, name: str) -> str:
                             "tracking.uri.") from e
         raise UserError(f"tracking.uri={uri} could not be used ({type(e).__name__}: {e}). Check that the "
                         "server is up and the URI is right, or unset it to log to ./mlflow.db.") from e
+
+
+def _require_writable(db: Path, uri: str) -> None:
+    """UserError unless the sqlite database db (or its folder, where sqlite writes its journal and the lock file
+    goes) can be written: MLflow would read the experiment, then fail on the run's first write with a traceback of
+    some 200 lines."""
+    if not db.parent.is_dir():
+        raise UserError(f"tracking.uri={uri}: the folder {db.parent} does not exist. Create it or fix tracking.uri.")
+    stuck = db if db.exists() and not os.access(db, os.W_OK) else blocker(db.parent)
+    if stuck is not None:
+        raise UserError(f"tracking.uri={uri}: {stuck} is read-only for this user, and MLflow writes every run into "
+                        f"the database {db.name}{' and its folder' if stuck != db else ''}. Make it writable "
+                        f"(chmod u+w {stuck}), or log elsewhere with tracking.uri=sqlite:///<a writable folder>/"
+                        "mlflow.db.")
+
+
+def _create_sqlite(db: Path, uri: str) -> None:
+    """A new MLflow database at db: its schema made under a temporary name beside it, then renamed into place, so
+    that a failure part-way (a full disk, a kill) never leaves a half-migrated mlflow.db that later runs cannot
+    open. Called under the database's lock file."""
+    from mlflow.tracking import MlflowClient
+
+    for stale in db.parent.glob(f".{db.name}.new-*"):  # left by a process killed while creating it
+        stale.unlink(missing_ok=True)
+    tmp = db.with_name(f".{db.name}.new-{os.getpid()}")
+    try:
+        MlflowClient(f"{SQLITE}{tmp}").search_experiments(max_results=1)  # MLflow builds the schema on first use
+        _dispose(f"{SQLITE}{tmp}")
+        os.replace(tmp, db)
+    except Exception as e:  # sqlite's, SQLAlchemy's and MLflow's errors
+        _dispose(f"{SQLITE}{tmp}")
+        for part in (tmp, tmp.with_name(tmp.name + "-journal")):
+            part.unlink(missing_ok=True)
+        room = free_space(db.parent)
+        raise UserError(f"tracking.uri={uri}: a new MLflow database could not be created there ({_reason(e)}"
+                        f"{'; ' + room if room else ''}). Nothing was left behind: free some space (or fix the "
+                        "folder) and run again, or log elsewhere with tracking.uri.") from e
+
+
+def _dispose(uri: str) -> None:
+    """Close MLflow's cached connections to the sqlite file at uri (best effort: MLflow keeps one engine per URI)."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        SqlAlchemyStore._engine_map.pop(uri).dispose()
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of the database driver's message under e (sqlite's 'database or disk is full'), else e's."""
+    seen = e
+    while seen is not None:
+        driver = getattr(seen, "orig", None)
+        if driver is not None:
+            return f"sqlite: {str(driver).strip().splitlines()[0]}"
+        seen = seen.__cause__ or seen.__context__
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _experiment_id(name: str) -> str:

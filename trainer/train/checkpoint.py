@@ -52,7 +52,9 @@ def snapshot(*, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer,
 def write(path: Path, payload: dict[str, Any]) -> None:
     """Write a snapshot to a temporary file next to path, then rename it over path (atomic on POSIX).
 
-    A crash at any moment (SIGKILL, power loss) leaves either the previous complete file or the new one.
+    A crash at any moment (SIGKILL, power loss) leaves either the previous complete file or the new one. A write that
+    fails (a full disk: torch says "enforce fail at inline_container.cc") is a CheckpointError naming the file, the
+    reason and the space left; the previous file stays.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -62,8 +64,22 @@ def write(path: Path, payload: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())  # the rename must never expose a file whose bytes are not yet on disk
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(path, _unwritten(e, path)) from e
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _unwritten(e: BaseException, path: Path) -> str:
+    """Why a checkpoint could not be written, in one line: the OSError under torch's RuntimeError when there is one."""
+    from trainer.runtime.writable import free_space
+
+    cause = next((c for c in (e, e.__context__, e.__cause__) if isinstance(c, OSError)), None)
+    reason = (cause.strerror or str(cause)) if cause is not None else str(e).strip().splitlines()[0][:200]
+    room = free_space(path.parent)
+    kept = "the previous checkpoint is kept" if path.is_file() else "no earlier checkpoint exists"
+    return (f"could not be written ({reason}{'; ' + room if room else ''}); {kept}. Free some space, or write the "
+            "outputs elsewhere (hydra.run.dir=..., hydra.sweep.dir=... for -m)")
 
 
 def load(path: Path, run_id: str | None = None) -> dict[str, Any]:
