@@ -283,3 +283,14 @@ def test_the_cli_stops_the_three_rows_per_class_csv_with_one_error_line(tmp_path
     error = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1 and "split.val=0.1 split.test=0.1 leave(s) class(es)" in error[0], out.stderr[-2000:]
     assert "test/recall" not in out.stdout
+
+
+def test_standardisation_keeps_a_column_of_huge_values():
+    """Squares of values above ~1.8e19 overflow float32: the statistics are taken in float64."""
+    from trainer.data.standardize import standardize
+    from trainer.data.types import Dataset
+
+    x = np.array([[1.0], [2.0], [1e25], [3.0]], np.float32)
+    part = Split(x, np.array([0, 1, 0, 1]))
+    scaled = standardize(Dataset(part, part, part, ["a", "b"], tabular=True)).train.x
+    assert np.isfinite(scaled).all() and scaled[2, 0] > 1.5 and scaled.std() == pytest.approx(1.0, rel=1e-5)

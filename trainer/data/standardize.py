@@ -17,8 +17,10 @@ def standardize(ds: Dataset) -> Dataset:
     cols = slice(None) if ds.numeric is None else list(ds.numeric)
     mean = np.zeros((1, ds.train.x.shape[1]), np.float32)
     std = np.ones_like(mean)
-    mean[:, cols] = ds.train.x[:, cols].mean(axis=0, keepdims=True)
-    spread = ds.train.x[:, cols].std(axis=0, keepdims=True)
+    # accumulated in float64 by chunks of rows: squares of values above ~1.8e19 overflow float32 (the column would
+    # become zeros), and a float64 copy of a large table at once would double its memory
+    column_mean, spread = _mean_std(ds.train.x[:, cols])
+    mean[:, cols] = column_mean
     std[:, cols] = np.where(spread > 0, spread, 1.0)
     scale = lambda s: replace(s, x=((s.x - mean) / std).astype(np.float32))  # noqa: E731
     return replace(ds, train=scale(ds.train), val=scale(ds.val), test=scale(ds.test),
@@ -37,3 +39,17 @@ def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndar
     mean = total / n
     std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
     return mean, np.where(std > 0, std, 1.0)
+
+
+def _mean_std(x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and population standard deviations of x (N, D), accumulated in float64 over chunks of rows
+    (two passes: the mean, then the squared deviations from it)."""
+    n = max(len(x), 1)
+    total = np.zeros(x.shape[1])
+    for start in range(0, len(x), chunk):
+        total += x[start:start + chunk].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros(x.shape[1])
+    for start in range(0, len(x), chunk):
+        squares += np.square(x[start:start + chunk].astype(np.float64) - mean).sum(axis=0)
+    return mean, np.sqrt(squares / n)
