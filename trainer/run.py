@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
@@ -53,12 +54,15 @@ class Setup:
     trial: TrialHooks  # the Optuna trial this job runs (tags, per-epoch report); no-ops outside a search
 
 
-def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | None = None) -> RunResult:
+def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | None = None,
+        tokenizer: Path | None = None) -> RunResult:
     """Run the experiment cfg describes and return its run id and final metrics.
 
     tags: extra tags for the MLflow run (scripts/reproduce.py adds reproduces=<id>). With trainer.resume set, the
     interrupted run is continued from its last checkpoint instead of a new one started. job: how Hydra runs it
-    (main() passes the one it read; read here otherwise). The order of the steps is RunRecord's to keep.
+    (main() passes the one it read; read here otherwise). tokenizer: a text run's saved tokenizer.json to encode
+    with (scripts/reproduce.py passes the original's; a resumed run uses its own). The order of the steps is
+    RunRecord's to keep.
     """
     from trainer.data.prepare import prepared
     from trainer.evaluate import figure_worker
@@ -71,7 +75,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
     setup = set_up(cfg, job, tags)
     with RunRecord.open(setup.opening) as record:
         record.log_start(cfg, setup.git, setup.device, setup.deterministic)
-        prep = prepared(cfg, shared=job.multirun)
+        resumed = setup.opening.resumed
+        prep = prepared(cfg, shared=job.multirun, tokenizer=tokenizer or (resumed.tokenizer if resumed else None))
         record.log_data(prep)
         built = build(cfg, prep.dataset, prep.class_counts["train_resampled"], setup.device, job.launcher,
                       setup.threads, setup.threads_pinned_by)

@@ -1,10 +1,12 @@
 """The data a run trains on: load and split the dataset, then imbalance, label noise, withheld labels (ssl) and
-resampling on the train split only, and standardise tables with train-split statistics."""
+resampling on the train split only, and standardise tables with train-split statistics; texts are tokenized by a
+tokenizer fitted on the train split only, before resampling."""
 from __future__ import annotations
 
 import contextlib
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -26,10 +28,14 @@ class Prepared:
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     balanced_batches: bool = False  # resampling=balanced_sampler: the loop draws class-balanced batches
+    tokenizer: Any = None  # text: the fitted tokenizers.Tokenizer (saved with the run by trainer.tracking.record)
 
 
-def prepare(cfg: DictConfig) -> Prepared:
-    """Load and split the dataset; imbalance, noise, withheld labels (ssl) and resampling on the train split only."""
+def prepare(cfg: DictConfig, tokenizer: Path | None = None) -> Prepared:
+    """Load and split the dataset; imbalance, noise, withheld labels (ssl) and resampling on the train split only.
+
+    tokenizer: a tokenizer.json saved by an earlier run (resume, reproduce) to encode texts with instead of fitting
+    one (trainer.data.tokenizer)."""
     seed = int(cfg.seed)
     with progress.step(f"data: loading dataset={cfg.dataset.name}"):
         ds = sources.load(cfg.dataset, cfg.split, seed)
@@ -45,9 +51,17 @@ def prepare(cfg: DictConfig) -> Prepared:
     train, unlabeled = ssl.withhold_labels(train, cfg.ssl, n, seed)
     if unlabeled is not None:
         counts["train_labeled"] = train.counts(n)
+    tokenized = None
+    if ds.text:  # documents become token ids; the tokenizer sees the train split only
+        from trainer.data.tokenizer import tokenize
+
+        with progress.step(f"data: tokenizer={cfg.tokenizer.name} on {len(train.y):,} train documents"):
+            tokenized = tokenize(replace(ds, train=train), unlabeled, cfg.tokenizer, tokenizer)
+        ds, train, unlabeled = tokenized.dataset, tokenized.dataset.train, tokenized.unlabeled
+        metrics |= tokenized.metrics
     with (progress.step(f"data: resampling={cfg.resampling.name} of {len(train.y):,} train samples")
           if cfg.resampling.name != "none" else contextlib.nullcontext()):
-        res = resampling.apply(train, cfg.resampling, ds.classes, seed, ds.categorical)
+        res = resampling.apply(train, cfg.resampling, ds.classes, seed, ds.categorical, text=ds.text)
     # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
     counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
                                  else res.train.counts(n))
@@ -56,14 +70,15 @@ def prepare(cfg: DictConfig) -> Prepared:
     ds = replace(ds, train=res.train, unlabeled=unlabeled)
     if ds.tabular:
         ds = standardize(ds)
-    return Prepared(ds, counts, res.params, metrics, res.balanced_batches)
+    params = ds.notes | res.params | (tokenized.params if tokenized else {})
+    return Prepared(ds, counts, params, metrics, res.balanced_batches, tokenized and tokenized.tokenizer)
 
 
-def prepared(cfg: DictConfig, shared: bool) -> Prepared:
+def prepared(cfg: DictConfig, shared: bool, tokenizer: Path | None = None) -> Prepared:
     """prepare(cfg); with shared (a multirun's job), reused from an earlier job of this process that prepared the
-    same data (trainer.data.cache)."""
-    if not shared:
-        return prepare(cfg)
+    same data (trainer.data.cache). tokenizer: see prepare (never shared)."""
+    if not shared or tokenizer is not None:
+        return prepare(cfg, tokenizer)
     prep, reused = cache.cached(cfg, prepare)
     if reused:
         log.info("data: prepared by an earlier job of this process, reused")
