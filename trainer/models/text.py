@@ -46,7 +46,7 @@ class NgramBag(nn.Module):
     any, acts on the mean. Input (N, L) token ids; output (N, num_classes) logits."""
 
     def __init__(self, in_shape: Sequence[int], num_classes: int, vocabulary: Vocabulary, dim: int = 64,
-                 word_ngrams: int = 2, buckets: int = 100_000, dropout: float = 0.0, normed_head: bool = False) -> None:
+                 word_ngrams: int = 2, buckets: int = 20_000, dropout: float = 0.0, normed_head: bool = False) -> None:
         super().__init__()
         self.pad_id, self.vocab_size = vocabulary.pad_id, vocabulary.size
         self.word_ngrams, self.buckets = int(word_ngrams), int(buckets)
