@@ -90,4 +90,4 @@ def load_language_id(cfg: DictConfig, seed: int) -> Source:
         words += kept
         labels += [c] * len(kept)
     return Source(np.asarray(words, dtype=object), np.asarray(labels, dtype=np.int64), languages, text=True,
-                  notes={"dataset.shared_words_found": len(shared)})
+                  notes={"dataset.used.shared_words": len(shared)})

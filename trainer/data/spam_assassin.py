@@ -109,4 +109,4 @@ def load_spam_assassin(cfg: DictConfig) -> Source:
         log.info("dataset=spam_assassin: dropped %d message(s) whose body repeats an earlier one's (exact duplicates; "
                  "dataset.drop_duplicates=false keeps them); %d left", dropped, len(texts))
     return Source(np.asarray(texts, dtype=object), np.asarray(labels, dtype=np.int64), CLASSES, text=True,
-                  notes={"dataset.duplicates_dropped": dropped})
+                  notes={"dataset.used.duplicates_dropped": dropped})
