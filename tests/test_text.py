@@ -161,7 +161,8 @@ def test_the_bag_s_n_grams_skip_the_padding_and_tell_n_apart():
 
 @pytest.mark.parametrize("model", TEXT_MODELS)
 def test_every_loss_variant_trains_each_text_model(tmp_path, model):
-    cfg, prep = _tokenized(tmp_path, f"model={model}")
+    small = {"text_cnn": ["model.dim=16", "model.channels=8"], "ngram_bag": ["model.buckets=1000"]}.get(model, [])
+    cfg, prep = _tokenized(tmp_path, f"model={model}", "trainer.threads=1", *small)
     ds = prep.dataset
     x, y = torch.as_tensor(ds.train.x[:16]), torch.as_tensor(ds.train.y[:16])
     for loss in LOSSES:
@@ -309,8 +310,10 @@ def test_text_settings_that_do_not_fit_are_refused_before_any_work(overrides, ma
 
 
 def test_an_unreachable_model_name_is_one_line_before_any_work(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets when the library is imported
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     cfg = make_cfg("dataset=text", "dataset.path=t.csv", "model=transformer",
                    "model.pretrained=nobody/no-such-model", "tokenizer=pretrained")
     with pytest.raises(UserError, match=r"model.pretrained=nobody/no-such-model: HF_HUB_OFFLINE is set and it is not "

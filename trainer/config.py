@@ -476,11 +476,11 @@ def check_pretrained(name: str) -> None:
 
 def pretrained_unreachable(name: str, error: Exception) -> UserError:
     """The one line for a model.pretrained that cannot be had (offline, no such name, no such folder)."""
-    import os
+    from huggingface_hub import constants
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = constants.HF_HUB_OFFLINE  # HF_HUB_OFFLINE as the library read it
     why = ("HF_HUB_OFFLINE is set and it is not in the Hugging Face cache" if offline else
            "it is no local folder, and the Hugging Face hub did not give it")
     return UserError(f"model.pretrained={name}: {why} ({type(error).__name__}: {' '.join(str(error).split())[:200]}). "
-                     "Give a folder written by save_pretrained, or fetch it where there is internet (huggingface-cli "
+                     "Give a folder written by save_pretrained, or fetch it where there is internet (hf "
                      f"download {name}) and copy the Hugging Face cache (HF_HOME) here.")
