@@ -179,7 +179,8 @@ def test_sigterm_mid_epoch_checkpoints_ends_killed_and_resume_equals_an_uninterr
     (("loss=ldam", "loss.drw_epoch=2"), 17),  # deferred re-weighting is on again in the resumed epoch 2
     # ~540 labeled samples, 18 penalty calls in epoch 1: stopped at step 5 of epoch 2, with its pseudo-labels
     (("imbalance=none", "ssl=pseudo_label", "ssl.warmup_epochs=1", "ssl.threshold=0.1"), 23),
-], ids=["balanced_sampler", "ldam_drw", "pseudo_label"])
+    (("trainer.steps=25",), 17),  # a step budget: the resumed run ends at the same step, part-way through epoch 3
+], ids=["balanced_sampler", "ldam_drw", "pseudo_label", "step_budget"])
 def test_resume_mid_epoch_keeps_sampler_order_loss_schedule_and_pseudo_labels(run_cfg, store, extra, at_call):
     run_id = _run_stopped_by_sigterm(run_cfg(*RESUME, *extra), at_call).run_id
     client = MlflowClient(store)

@@ -6,6 +6,7 @@ one slow test compares a real sweep made by train.py.
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from scipy import stats as scipy_stats
 
 from helpers import ROOT, train_cli
 from trainer.analysis import compare, grouping, report, stats
@@ -123,7 +125,8 @@ def test_runs_lacking_the_metric_are_named_and_left_out_of_its_mean(store):
             ("a1", {"loss": "a"}, {"seed": 1}, {"test/ce": 0.3}, []),
             ("b0", {"loss": "b"}, {"seed": 0}, {"test/ce": 0.2}, [])]
     c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
-    assert c.warnings == ["2 of 3 runs lack test/balanced_accuracy and are left out of its mean: a1, b0"]
+    assert c.warnings == ["2 of 3 runs lack test/balanced_accuracy and are left out of its mean: a1, b0",
+                          "loss=b lacks seed 1 (failed, stopped or not run): compared on the 1 pair(s) it has"]
     a, b = c.rows  # a group without the metric at all ranks last
     assert (a["loss"], a["test/balanced_accuracy mean"], a["test/balanced_accuracy n"], a["n"]) == ("a", 0.6, 1, 2)
     assert b["loss"] == "b" and b["test/balanced_accuracy n"] == 0
@@ -162,7 +165,8 @@ def test_the_command_prints_writes_and_logs_the_latest_sweep(store, tmp_path, mo
     diff = np.mean([0.70 - 0.80, 0.74 - 0.78, 0.69 - 0.83])
     assert float(rows[1]["diff"]) == pytest.approx(diff) and float(rows[1]["p"]) == pytest.approx(0.25)
     html = (folder / "report.html").read_text()
-    for text in (f"{diff:+.4f}", "Wilcoxon, 3 pairs", "0.25", "smallest possible Wilcoxon p is 0.25", "6 seeds are"):
+    for text in (f"{diff:+.4f}", "Wilcoxon, 3 pairs", "0.25", "smallest possible Wilcoxon p is 0.25",
+                 "6 pairs with a non-zero difference (seeds) are the least"):
         assert text in report_md and text in html
     assert html.count('src="') == html.count('src="data:image/png;base64,') == 2  # self-contained
     for name in ("curves.png", "diffs.png"):
@@ -384,3 +388,105 @@ def test_compare_after_a_real_sweep(tmp_path):
     assert "4 finished runs" in out.stdout and "4 runs in 2 groups by loss" in out.stdout
     rows = [line.split("|")[2].strip() for line in out.stdout.splitlines() if line.startswith("| ")][1:]
     assert sorted(rows) == ["plain", "weighted"]
+
+
+def kfold_runs(means: dict[str, float], seeds=(0, 1), folds=5, extra=None):
+    """One run per (group, seed, fold) of a 5-fold design (split.folds logged as the trainer does), balanced
+    accuracy = the group's mean + a fold effect shared by all groups + a small group-specific wobble."""
+    rng = np.random.default_rng(0)
+    runs = []
+    for loss, mean in means.items():
+        for seed in seeds:
+            for fold in range(folds):
+                value = mean + 0.05 * fold - 0.02 * seed + rng.normal(0, 0.01)
+                runs.append(run_of(f"{loss}-{seed}-{fold}", seed, value, {"loss": loss},
+                                   {"split.fold": fold, "split.folds": folds, "split.val": 0.2} | (extra or {})))
+    return runs
+
+
+def test_a_5_fold_x_2_seed_comparison_reports_the_corrected_test_and_its_p_values(store):
+    client = MlflowClient(store)
+    runs = grouping.select(client, store, parent=make_sweep(client, runs=kfold_runs(
+        {"plain": 0.60, "weighted": 0.62, "logit_adjusted": 0.61}))).runs
+    c = grouping.compare(runs, baseline="plain")
+    assert c.design == grouping.KFold(5, 0.2, 2) and c.design.test_train_ratio == pytest.approx(0.2 / 0.6)
+    for label, d in c.diffs.items():
+        group, base = c.samples(label), c.samples("loss=plain")
+        diffs = np.array([group[k] - base[k] for k in sorted(base)])
+        se = math.sqrt((1 / 10 + 1 / 3) * diffs.var(ddof=1))
+        assert d.test == "corrected t" and d.n == 10 and d.statistic == pytest.approx(diffs.mean() / se)
+        assert d.p == pytest.approx(2 * scipy_stats.t.sf(abs(diffs.mean() / se), 9))
+    text = compare.summary_line(c)
+    assert "2 seeds x 5 folds" in text and "corrected repeated k-fold t-test" in text and "share most" in text
+    assert not any("n too small" in line for line in compare.verdict(c))  # a t-test has no floor on its p
+    header, rows = compare.rows_for_display(c)
+    assert rows[0][header.index("test")].startswith("corrected t = ") and rows[0][header.index("test")].endswith(
+        ", 10 pairs")
+
+
+def test_baseline_plain_names_the_group_whose_other_options_are_the_defaults(store):
+    client = MlflowClient(store)
+    runs = [run_of(f"{loss}-{res}-{s}", s, 0.5 + 0.1 * i + s / 100, {"loss": loss, "resampling": res})
+            for i, (loss, res) in enumerate([("plain", "none"), ("plain", "smote"), ("weighted", "none")])
+            for s in range(3)]
+    runs = grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs
+    for name in ("plain", "loss=plain", "loss=plain, resampling=none"):
+        assert grouping.compare(runs, baseline=name).baseline == "loss=plain, resampling=none"
+    assert grouping.compare(runs, baseline="smote").baseline == "loss=plain, resampling=smote"
+    assert grouping.compare(runs, baseline="none").baseline == "loss=plain, resampling=none"  # weighted is no default
+    runs = [run_of(f"{loss}-{res}-{s}", s, 0.5 + 0.1 * i + s / 100, {"loss": loss, "resampling": res})
+            for i, (loss, res) in enumerate([("plain", "smote"), ("plain", "undersample"), ("weighted", "none")])
+            for s in range(3)]
+    runs = grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs
+    with pytest.raises(UserError) as err:
+        grouping.compare(runs, baseline="plain")  # plain with smote or with undersample: neither is the default
+    suggested = str(err.value).split("e.g. --baseline ")[1].strip(".'")
+    assert grouping.compare(runs, baseline=suggested).baseline == suggested  # the suggested fix works
+
+
+def test_groups_that_lack_seeds_or_folds_are_named(store):
+    client = MlflowClient(store)
+    runs = [r for r in kfold_runs({"plain": 0.6, "naive": 0.5}) if r[0] not in ("naive-1-3", "naive-1-4")]
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    assert "loss=naive lacks seed 1 fold 3, seed 1 fold 4 (failed, stopped or not run): compared on the 8 pair(s) " \
+           "it has" in c.warnings
+    assert c.diffs["loss=naive"].n == 8
+
+
+def test_runs_on_two_contents_of_one_file_are_two_data_conditions(store):
+    client = MlflowClient(store)
+    runs = []
+    for version, shift in (("a" * 64, 0.0), ("b" * 64, 0.2)):
+        runs += [run_of(f"{loss}-{version[0]}-{s}", s, 0.5 + shift + (loss == "weighted") * 0.05,
+                        {"loss": loss, "dataset": "csv", "data.source_fingerprint": version},
+                        {"dataset.path": "/data/yeast.csv"}) for loss in ("plain", "weighted") for s in range(3)]
+    comparisons = grouping.comparisons_of(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs,
+                                          grouping.DEFAULT_METRIC)
+    assert sorted(c.title for c in comparisons) == ["data.source=aaaaaaaaaaaa", "data.source=bbbbbbbbbbbb"]
+    assert all(c.diffs["loss=plain"].n == 3 and c.diffs["loss=plain"].mean == pytest.approx(-0.05)
+               for c in comparisons)  # each version paired with itself only
+
+
+def test_curves_carry_an_early_stopped_runs_last_value_forward_and_count_the_runs_still_training(store):
+    client = MlflowClient(store)
+    runs = [("a0", {"loss": "a"}, {"seed": 0}, {"test/balanced_accuracy": 0.5}, [1.0, 0.8]),  # stopped at epoch 2
+            ("a1", {"loss": "a"}, {"seed": 1}, {"test/balanced_accuracy": 0.6}, [2.0, 1.6, 1.2, 0.8])]
+    c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
+    fig = report.curves_figure(client, c, "title")
+    mean = next(line for line in fig.axes[0].get_lines() if "all runs (n=2)" in line.get_label())
+    assert list(mean.get_ydata()) == pytest.approx([1.5, 1.2, 1.0, 0.8])  # a0's 0.8 carried to epochs 3 and 4
+    still = fig.axes[1].get_lines()[0]
+    assert list(still.get_ydata()) == [2, 2, 1, 1] and "still training" in fig.axes[1].get_ylabel()
+    assert "carried forward" in fig.get_suptitle()
+
+
+def test_a_very_long_experiment_name_gets_a_bounded_folder(store, tmp_path, monkeypatch):
+    client = MlflowClient(store)
+    name = "features=[" + ",".join(f"column_{i}" for i in range(40)) + "]"  # 400 characters: over 255 a file name
+    eid = client.create_experiment(name)
+    for s in range(2):
+        add_run(client, eid, f"r{s}", {"loss": "plain"}, {"seed": s}, {"test/balanced_accuracy": 0.5 + s / 10})
+    monkeypatch.chdir(tmp_path)
+    assert compare.main(["--experiment", name, "--tracking-uri", store]) == 0
+    folder, = (tmp_path / "outputs" / "compare").iterdir()
+    assert len(folder.name) <= 80 and (folder / "report.md").is_file()

@@ -8,9 +8,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from helpers import make_cfg
+from trainer.data.standardize import channel_stats
 from trainer.data.types import Dataset, Split
 from trainer.errors import UserError
-from trainer.models.inputs import ImageInput, channel_stats, random_crop_flip, with_inputs
+from trainer.models.inputs import ImageInput, random_crop_flip, with_inputs
 from trainer.models.networks import build_network
 
 

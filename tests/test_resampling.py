@@ -210,3 +210,41 @@ def test_sampler_trains_a_finished_run_and_logs_its_time(run_cfg, store, option)
     r = MlflowClient(store).get_run(result.run_id)
     assert r.info.status == "FINISHED" and r.data.tags["resampling"] == option
     assert r.data.metrics["time/resample_s"] > 0
+
+
+def test_smote_finds_its_neighbours_in_standardised_units(tmp_path):
+    """A column in thousands beside one in fractions: SMOTE runs after standardisation (statistics of the real train
+    rows), so each new row lies between a minority row and one of its k nearest minority neighbours measured in
+    standardised units; in raw units the column in thousands alone would choose them."""
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(0)
+    n_major, n_minor = 120, 30
+    grams = np.r_[rng.normal(5000, 3000, n_major), rng.normal(5000, 3000, n_minor)].round(1)
+    ratio = np.r_[rng.uniform(0.0, 0.6, n_major), rng.uniform(0.4, 1.0, n_minor)].round(4)
+    label = ["major"] * n_major + ["minor"] * n_minor
+    path = tmp_path / "units.csv"
+    path.write_text("grams,ratio,label\n" + "".join(f"{g},{r},{y}\n" for g, r, y in zip(grams, ratio, label)))
+    prep = prepare(make_cfg("dataset=csv", f"dataset.path={path}", "dataset.target=label", "resampling=smote",
+                            "resampling.sampler.k_neighbors=3"))
+    train, minor = prep.dataset.train, prep.dataset.classes.index("minor")
+    real = train.x[: len(train.y) - (prep.class_counts["train_resampled"][minor]
+                                     - prep.class_counts["train_imbalanced"][minor])]
+    real_minor = real[train.y[: len(real)] == minor]
+    new = train.x[len(real):]
+    assert len(new) > 10 and np.allclose(real.mean(axis=0), 0, atol=1e-5)  # real rows standardised to mean 0
+
+    def between(points: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+        """For each point, whether it lies on a segment from a row to one of that row's k nearest rows."""
+        neighbours = NearestNeighbors(n_neighbors=k + 1).fit(rows).kneighbors(rows, return_distance=False)[:, 1:]
+        a = rows[:, None, :]
+        b = rows[neighbours]  # (rows, k, 2)
+        d = b - a
+        lam = np.clip(((points[:, None, None, :] - a) * d).sum(-1) / (d ** 2).sum(-1).clip(1e-12), 0, 1)
+        gap = np.linalg.norm(a + lam[..., None] * d - points[:, None, None, :], axis=-1)
+        return (gap < 1e-4).any(axis=(1, 2))
+
+    assert between(new, real_minor, 3).all()
+    std = prep.dataset.train.x[: len(real)].std(axis=0)  # 1 after scaling; raw units are these times the scale
+    raw = real_minor * np.array([3000.0, 0.2]) / std  # the same rows with the columns' spreads put back roughly
+    assert not between(new * np.array([3000.0, 0.2]) / std, raw, 3).all()  # raw units would choose others

@@ -15,9 +15,10 @@ from trainer.tracking.params import flatten
 from trainer.tracking.store import default_uri, resolve_uri
 from trainer.train import loop
 
-EPOCH_METRICS = ["train/ce", "train/loss", "val/ce", "val/loss", "val/accuracy", "val/balanced_accuracy",
-                 "val/macro_f1", "val/ece", "lr"]
-TEST_METRICS = ["test/ce", "test/loss", "test/accuracy", "test/balanced_accuracy", "test/macro_f1", "test/ece"]
+EPOCH_METRICS = ["train/ce", "train/loss", "train/steps", "val/ce", "val/balanced_ce", "val/loss", "val/accuracy",
+                 "val/balanced_accuracy", "val/macro_f1", "val/ece", "lr"]
+TEST_METRICS = ["test/ce", "test/balanced_ce", "test/loss", "test/accuracy", "test/balanced_accuracy",
+                "test/macro_f1", "test/ece"]
 
 ISSUE_OVERRIDES = [
     [], ["loss=weighted"], ["loss=weighted", "loss.scheme=effective_number"],

@@ -62,7 +62,7 @@ def _is_int(v: Any) -> bool:
 
 DEVICES = ("auto", "cpu", "cuda")
 # the val metrics trainer.monitor can watch (trainer.evaluate.metrics.lower_is_better says which way is better)
-MONITORS = ("ce", "loss", "ece", "accuracy", "balanced_accuracy", "macro_f1")
+MONITORS = ("ce", "balanced_ce", "loss", "ece", "accuracy", "balanced_accuracy", "macro_f1")
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
 
 
@@ -76,6 +76,8 @@ def validate(cfg: DictConfig) -> None:
         _check(cfg, f"split.{part}", lambda v: _is_num(v) and 0 < v < 0.5, "a fraction in (0, 0.5), e.g. 0.2")
 
     _check(cfg, "trainer.epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1, e.g. trainer.epochs=40")
+    _check(cfg, "trainer.steps", lambda v: v is None or (_is_int(v) and v >= 1),
+           "null (train trainer.epochs epochs) or a number of optimizer steps >= 1, e.g. trainer.steps=2000")
     _check(cfg, "trainer.batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1, e.g. 64")
     _check(cfg, "trainer.device", lambda v: v in DEVICES, "one of " + " | ".join(DEVICES))
     if _get(cfg, "trainer.device") == "cuda":
@@ -84,7 +86,7 @@ def validate(cfg: DictConfig) -> None:
         if not torch.cuda.is_available():
             raise UserError("trainer.device=cuda, but torch sees no CUDA device here. Use trainer.device=auto or cpu.")
     _check(cfg, "trainer.patience", lambda v: v is None or (_is_int(v) and v >= 1),
-           "null (no early stopping) or an integer >= 1")
+           "null (no early stopping: the last epoch's weights are kept) or an integer >= 1")
     _check(cfg, "trainer.monitor", lambda v: isinstance(v, str) and v.removeprefix("val/") in MONITORS,
            "one of " + " | ".join(f"val/{m}" for m in MONITORS))
     _check(cfg, "trainer.min_delta", lambda v: _is_num(v) and v >= 0, "a number >= 0")

@@ -39,6 +39,8 @@ class RunResult:
     epochs_run: int
     seconds: float
     monitor: str = "val/ce"  # the metric that picked the best epoch
+    steps: int = 0  # optimizer steps taken
+    kept_epoch: int = 0  # the epoch whose weights were scored: the best with early stopping, else the last
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
         record.log_scores(scores, result, prep)
         draw_figures(cfg, record, prep, result, scores, background)
     out = RunResult(record.run_id, scores.val, scores.test, result.best_epoch, result.epochs_run,
-                    time.perf_counter() - start, monitor="val/" + cfg.trainer.monitor.removeprefix("val/"))
+                    time.perf_counter() - start, monitor(cfg), result.steps, result.kept_epoch)
     print_summary(out, setup.opening.run_name, setup.opening.uri, cfg.tracking.experiment,
                   in_sweep=setup.opening.parent_run_id is not None)
     return out
@@ -119,7 +121,8 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     deterministic = determinism.wanted(cfg.trainer.get("deterministic", "auto"), device)
     threads = cfg.trainer.get("threads") or (resumed.threads if resumed else None)
     determinism.configure(int(cfg.seed), deterministic, threads, device)
-    trial = search.trial_hooks(cfg.trainer.epochs)
+    # with a step budget the last epoch is known only once the data are: the pruner may then stop any epoch
+    trial = search.trial_hooks(cfg.trainer.epochs if cfg.trainer.get("steps") is None else None)
     parent = OmegaConf.select(cfg, "tracking.parent_run_id")  # set by the sweep's callback for its jobs
     tags = (group_tags(cfg) | fold_tags(cfg.split) | {"device": str(device), resume.PROCESS: resume.this_process()}
             | trial.tags | (extra_tags or {}) | ({"sweep_id": parent} if parent else {}))
@@ -127,6 +130,11 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
                       parent, resumed, job.output_dir)
     pinned_by = "trainer.threads" if cfg.trainer.get("threads") else "the run being resumed"
     return Setup(opening, device, deterministic, git, threads, pinned_by, trial)
+
+
+def monitor(cfg: DictConfig) -> str:
+    """trainer.monitor as a metric key: val/<metric>."""
+    return "val/" + cfg.trainer.monitor.removeprefix("val/")
 
 
 def tensors(prep: Prepared, device: torch.device, *splits: str) -> list:
@@ -150,6 +158,7 @@ def fit(cfg: DictConfig, record: RunRecord, built: Built, prep: Prepared, setup:
         tensors(prep, setup.device, "unlabeled")[0].x, cfg.ssl.warmup_epochs, cfg.ssl.threshold)
     fit_cfg = FitConfig(epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, patience=cfg.trainer.patience,
                         min_delta=cfg.trainer.min_delta, monitor=cfg.trainer.monitor.removeprefix("val/"),
+                        steps=cfg.trainer.get("steps"),
                         l1=cfg.regularization.l1, l2=cfg.regularization.l2, grad_clip=cfg.trainer.grad_clip,
                         balanced_batches=prep.balanced_batches)
     parts = dict(model=built.model, optimizer=built.optimizer, loss_fn=built.loss_fn,
@@ -172,7 +181,8 @@ def draw_figures(cfg: DictConfig, record: RunRecord, prep: Prepared, result: Fit
 
     inputs = figures.FigureInputs(scores.probs, scores.target, prep.dataset.classes, prep.class_counts,
                                   result.history, result.best_epoch,
-                                  figures.subtitle(cfg.loss.name, cfg.resampling.name, record.opening.run_name))
+                                  figures.subtitle(cfg.loss.name, cfg.resampling.name, record.opening.run_name),
+                                  monitor=monitor(cfg), kept_epoch=result.kept_epoch)
     figure_worker.draw(inputs, record.folder, record.run_id, record.opening.uri, result.epochs_run, background)
 
 
@@ -180,8 +190,9 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_swe
     """A short table of the final val and test metrics, the run id and how to open the UI (once per sweep, at
     its end, instead of after every job)."""
     cols = ("ce", "accuracy", "balanced_accuracy")
-    lines = [f"run {run_name!r} finished: {r.epochs_run} epochs (best {r.monitor} at epoch {r.best_epoch}), "
-             f"{r.seconds:.1f} s",
+    kept = (f"best {r.monitor} at epoch {r.best_epoch}" if r.kept_epoch == r.best_epoch else
+            f"the last epoch's weights kept; best {r.monitor} at epoch {r.best_epoch}")
+    lines = [f"run {run_name!r} finished: {r.epochs_run} epochs, {r.steps} steps ({kept}), {r.seconds:.1f} s",
              f"{'':6}" + "".join(f"{c:>20}" for c in cols)]
     for split, m in (("val", r.val), ("test", r.test)):
         lines.append(f"{split:6}" + "".join(f"{m[c]:>20.4f}" for c in cols))

@@ -35,10 +35,11 @@ def _p(p: float) -> str:
 
 
 def how_tested(d: stats.Difference) -> str:
-    """How a difference was tested: 'Wilcoxon, 3 pairs' or 'Mann-Whitney, unpaired'."""
+    """How a difference was tested: 'Wilcoxon, 3 pairs', 'corrected t = 1.23, 10 pairs' or 'Mann-Whitney, unpaired'."""
     if d.test == "–":
         return "–"
-    return f"{d.test}, {d.n} pairs" if d.paired else f"{d.test}, unpaired"
+    test = d.test if math.isnan(d.statistic) else f"{d.test} = {d.statistic:.2f}"
+    return f"{test}, {d.n} pairs" if d.paired else f"{test}, unpaired"
 
 
 DIFF_HEADER = "Δ vs baseline [95% CI]"
@@ -81,14 +82,16 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
     if floor:
         label, d = max(floor, key=lambda x: x[1].min_p)
         who = "every comparison" if len(floor) == m else ", ".join(x for x, _ in floor)
-        size = (f"{d.n} pairs" + (f" ({d.nonzero} with a non-zero difference)" if d.nonzero < d.n else "")
+        ties = d.paired and d.nonzero < d.n
+        size = (f"{d.n} pairs" + (f" ({d.nonzero} with a non-zero difference)" if ties else "")
                 if d.paired else f"{d.n} runs per group")
-        need = (f"{stats.pairs_needed(m, alpha)} seeds" if d.paired
+        need = (f"{stats.pairs_needed(m, alpha)} pairs with a non-zero difference (seeds)" if d.paired
                 else f"{stats.runs_needed_unpaired(m, alpha)} runs per group")
         out.append(f"n too small for {who}: with {size} the smallest possible {d.test} p is {d.min_p:.3g}, "
                    f"times {m} comparisons for Holm's correction {d.min_p * m:.3g}, above {alpha}: no difference "
-                   f"there can be significant whatever the data. {need.capitalize()} are the least that can "
-                   f"reach {alpha}" + ("; a tied pair does not count" if d.paired and d.nonzero < d.n else ""))
+                   f"there can be significant whatever the data. {need[0].upper() + need[1:]} are the least that "
+                   f"can reach {alpha}" + ("; a tied pair (the same value in both groups) does not count" if ties
+                                           else ""))
     unmatched = sorted({pair_label(k) for d in c.diffs.values() for k in d.unmatched if len(k) <= 2 and d.paired})
     if unmatched:
         out.append(f"Left out of the pairs (present in one group only): {', '.join(unmatched)}")
@@ -98,13 +101,22 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
 
 
 def summary_line(c: Comparison) -> str:
-    """What was compared and how, as the line above a table."""
+    """What was compared and how, as the line above a table: the grouping, the spread, the pairing, and which
+    test and interval the design calls for, and why."""
     by = ", ".join(c.keys) if c.keys else "nothing (every run has the same options)"
     order = "lower" if lower_is_better(c.metric) else "higher"
     n = sum(row["n"] for row in c.rows)
-    return (f"{n} runs in {len(c.groups)} groups by {by}; mean ± sample std over seeds, ranked by {c.metric} "
-            f"({order} is better); Δ: paired by seed against {c.baseline}, 95% bootstrap interval, two-sided "
-            "p and Holm-corrected p.")
+    if c.design is not None:
+        how = (f"mean ± sample std over each group's runs ({c.design.describe()}), ranked by {c.metric} ({order} is "
+               f"better); Δ: paired by seed and fold against {c.baseline}, tested by the corrected repeated k-fold "
+               "t-test (Bouckaert & Frank 2004; Nadeau & Bengio 2003) with its 95% interval, since the folds of a "
+               "seed share most of their training rows and a test that took their pairs as independent would be "
+               "over-confident; two-sided p and Holm-corrected p.")
+    else:
+        how = (f"mean ± sample std over each group's runs (one per seed), ranked by {c.metric} ({order} is better); "
+               f"Δ: paired by seed against {c.baseline}, Wilcoxon signed-rank test over the seeds (each seed a new "
+               "split, so the pairs are independent), 95% bootstrap interval; two-sided p and Holm-corrected p.")
+    return f"{n} runs in {len(c.groups)} groups by {by}; {how}"
 
 
 def ranks_for_display(a: Across) -> tuple[list[str], list[list[str]]]:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 DEFAULT_METRIC = "test/balanced_accuracy"
 WORST_RECALL = "test/worst_class_recall"  # derived: the lowest test/recall/<class> of a run
 COLUMNS = (DEFAULT_METRIC, "test/macro_f1", "test/accuracy", WORST_RECALL, "test/ce", "test/ece", "best/val/ce")
-DATA_GROUPS = ("dataset", "imbalance", "noise")  # what the model learns from: one table per condition
+DATA_GROUPS = ("dataset", "imbalance", "noise", "data")  # what the model learns from: one table per condition
+SOURCE_TAG, SOURCE_KEY = "data.source_fingerprint", "data.source"  # the loaded data's hash, before any split
 PAIR_KEYS = ("seed", "split.fold")  # the same seed (and fold) means the same split, imbalance and noise
 # Params that are no option a user compares: the pairing keys; settings that change how fast or where a run
 # goes, not what it learns (threads, device, checkpoint cadence, resume, anomaly detection, tracking); values a
@@ -95,9 +96,16 @@ def select(client: MlflowClient, uri: str, experiment: str | None = None, parent
     return selection
 
 
-def safe_name(name: str) -> str:
-    """name as a folder name: runs of characters other than letters, digits, '.' and '-' as '_'."""
-    return re.sub(r"[^\w.-]+", "_", name).strip("_") or "runs"
+def safe_name(name: str, limit: int = 80) -> str:
+    """name as a file or folder name: runs of characters other than letters, digits, '.' and '-' as '_'; a name
+    longer than limit is cut and ends in 8 hex digits of its SHA-1, so distinct names stay distinct and no file
+    system refuses it (255 bytes)."""
+    safe = re.sub(r"[^\w.-]+", "_", name).strip("_") or "runs"
+    if len(safe) <= limit:
+        return safe
+    import hashlib
+
+    return f"{safe[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def normalise(value: str) -> str:
@@ -121,6 +129,8 @@ def options(run: Run) -> dict[str, str]:
     (loss.gamma=2), values normalised."""
     out = {g: run.data.tags[g] for g in GROUPS if g in run.data.tags}
     out |= {k: normalise(v) for k, v in sorted(run.data.params.items()) if not _NOT_OPTIONS.match(k)}
+    if SOURCE_TAG in run.data.tags:  # two contents of one file (dataset.path) are two data conditions
+        out[SOURCE_KEY] = run.data.tags[SOURCE_TAG][:12]
     return out
 
 
@@ -202,6 +212,7 @@ class Comparison:
     baseline: str = ""             # label of the group the others are tested against
     diffs: dict[str, stats.Difference] = field(default_factory=dict)  # label -> difference to the baseline
     title: str = ""                # which dataset, when the selection holds several
+    design: KFold | None = None    # the runs' k-fold cross-validation, if they all come from one
 
     @property
     def metric(self) -> str:
@@ -210,6 +221,37 @@ class Comparison:
     def samples(self, label: str) -> dict[tuple[str, ...], float]:
         """The ranking metric of a group's runs by pair key (seed, fold)."""
         return {pair_key(r): run_metrics(r).get(self.metric, math.nan) for r in self.groups[label]}
+
+
+@dataclass(frozen=True)
+class KFold:
+    """The cross-validation the runs come from: k folds (split.folds), val the fraction of all rows carved from
+    the other folds for validation (split.val), seeds the repetitions seen."""
+
+    folds: int
+    val: float
+    seeds: int
+
+    @property
+    def test_train_ratio(self) -> float:
+        """n_test / n_train of one fold: a test fold holds 1/k of the rows, the model trains on 1 - 1/k - val."""
+        return (1 / self.folds) / (1 - 1 / self.folds - self.val)
+
+    def describe(self) -> str:
+        return f"{self.seeds} seed{'s' if self.seeds != 1 else ''} x {self.folds} folds"
+
+
+def kfold_design(runs: list[Run]) -> KFold | None:
+    """The k-fold design every run shares (split.folds, split.val params); None for runs without folds, or for runs
+    of several designs (then they pair by seed and fold as they can, tested as independent seeds)."""
+    designs = {(normalise(r.data.params.get("split.folds", "null")), normalise(r.data.params.get("split.val", "0.2")))
+               for r in runs}
+    if len(designs) != 1:
+        return None
+    folds, val = designs.pop()
+    if folds == "null":
+        return None
+    return KFold(int(folds), float(val), len({pair_key(r)[0] for r in runs}))
 
 
 def _stats(values: list[float]) -> tuple[float, float, int]:
@@ -274,12 +316,39 @@ def compare(runs: list[Run], metric: str = DEFAULT_METRIC, keys: list[str] | Non
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
         groups[row.pop("_label")] = row.pop("_runs")
-    c = Comparison(rows, keys, metrics_of(per_run, metric), groups, warnings, title=title)
+    c = Comparison(rows, keys, metrics_of(per_run, metric), groups, warnings, title=title, design=kfold_design(runs))
+    c.warnings += missing_pairs(c)
     c.baseline = find_group(c, baseline) if baseline else next(iter(groups))
     base = c.samples(c.baseline)
-    c.diffs = {label: stats.paired_difference(c.samples(label), base) for label in groups if label != c.baseline}
+    c.diffs = {label: difference(c, c.samples(label), base) for label in groups if label != c.baseline}
     stats.correct(list(c.diffs.values()))
     return c
+
+
+def difference(c: Comparison, group: dict[tuple[str, ...], float],
+               baseline: dict[tuple[str, ...], float]) -> stats.Difference:
+    """A group against the baseline, with the test the design calls for: over the seeds x folds of k-fold
+    cross-validation the corrected repeated k-fold t-test (the folds of a seed share most training rows, so their
+    pairs are not independent); over seeds alone the Wilcoxon signed-rank test (each seed a new split)."""
+    if c.design is not None:
+        return stats.corrected_kfold_difference(group, baseline, c.design.test_train_ratio)
+    return stats.paired_difference(group, baseline)
+
+
+def missing_pairs(c: Comparison) -> list[str]:
+    """Which groups lack which seeds (and folds) that other groups have: runs that failed, were stopped or were
+    never run. Such a group is compared on the pairs it has."""
+    have = {label: {pair_key(r) for r in runs} for label, runs in c.groups.items()}
+    every = set().union(*have.values())
+    notes = []
+    for label, keys in have.items():
+        lacking = sorted(every - keys, key=lambda k: tuple(int(x) if x.isdigit() else 0 for x in k))
+        if lacking and all(len(k) <= 2 for k in lacking):
+            shown = ", ".join(pair_label(k) for k in lacking[:8]) + (f" and {len(lacking) - 8} more"
+                                                                      if len(lacking) > 8 else "")
+            notes.append(f"{label} lacks {shown} (failed, stopped or not run): compared on the "
+                         f"{len(keys)} pair(s) it has")
+    return notes
 
 
 def metrics_of(per_run: list[dict[str, float]], metric: str) -> list[str]:
@@ -288,16 +357,43 @@ def metrics_of(per_run: list[dict[str, float]], metric: str) -> list[str]:
 
 
 def find_group(c: Comparison, name: str) -> str:
-    """The group --baseline names: its label (loss=plain), one of its options (loss=plain) or a value (plain)."""
+    """The group --baseline names: its label (loss=plain, resampling=none), one of its options (loss=plain) or a
+    value (plain). Where that names several groups, the one whose other options are all the defaults (conf/'s
+    config.yaml: loss=plain names "loss=plain, resampling=none" among runs that vary both); UserError if still not
+    one, suggesting the full labels."""
     def parts(label: str) -> set[str]:
         return {label, *label.split(", "), *(p.split("=", 1)[-1] for p in label.split(", "))}
 
     found = [label for label in c.groups if name in parts(label)]
+    if len(found) > 1:
+        defaults = default_options()
+
+        def plain(label: str) -> bool:  # each option the one named or its default
+            pairs = [part.split("=", 1) for part in label.split(", ")]
+            return all(len(kv) == 2 and (name in ("=".join(kv), kv[1]) or defaults.get(kv[0]) == kv[1])
+                       for kv in pairs)
+
+        found = [label for label in found if plain(label)] if sum(map(plain, found)) == 1 else found
     if len(found) != 1:
+        example = found[0] if found else next(iter(c.groups))
         raise UserError(f"--baseline {name!r} names {'no group' if not found else 'several groups'}"
                         f"{' of ' + c.title if c.title else ''}; groups: {'; '.join(c.groups)}. "
-                        "Give a label as the table shows it, e.g. --baseline 'loss=plain'.")
+                        f"Give a label as the table shows it, e.g. --baseline '{example}'.")
     return found[0]
+
+
+def default_options() -> dict[str, str]:
+    """The options of a run with no override: group tags and settings of conf/'s default config, normalised as
+    options() normalises a run's."""
+    from hydra import compose, initialize_config_dir
+
+    from trainer.config import CONF
+    from trainer.tracking.params import flatten
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config")
+    out = {g: str(cfg[g].name) for g in GROUPS if g in cfg and "name" in cfg[g]}
+    return out | {k: normalise(v) for k, v in flatten(cfg).items() if not _NOT_OPTIONS.match(k)}
 
 
 @dataclass

@@ -38,7 +38,9 @@ class Part:
 
 
 def curves_figure(client: MlflowClient, c: Comparison, title: str, metric: str = "val/ce") -> Figure:
-    """metric against epoch, one line per group (mean over its runs) with the min-max spread as a band."""
+    """metric against epoch, one line per group: the mean over its runs, each run's last value carried forward once
+    it has stopped (early stopping), so that the mean does not jump when a run drops out; the min-max spread of the
+    runs as a band; and, on a second axis, how many of the group's runs were still training at each epoch."""
     import numpy as np
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -47,21 +49,30 @@ def curves_figure(client: MlflowClient, c: Comparison, title: str, metric: str =
     ax = fig.add_subplot()
     colors = [f"C{i}" for i in range(10)]
     drawn = 0
+    training = None
     for i, (label, runs) in enumerate(c.groups.items()):
-        by_epoch: dict[int, list[float]] = {}
-        for r in runs:
-            for m in client.get_metric_history(r.info.run_id, metric):
-                by_epoch.setdefault(m.step, []).append(m.value)
-        if not by_epoch:
+        histories = [{m.step: m.value for m in client.get_metric_history(r.info.run_id, metric)} for r in runs]
+        histories = [h for h in histories if h]
+        if not histories:
             continue
-        epochs = np.array(sorted(by_epoch))
-        values = [np.array(by_epoch[e]) for e in epochs]
+        epochs = np.arange(1, max(max(h) for h in histories) + 1)
+        # (runs, epochs): each run's value, carried forward after its last epoch; NaN before its first
+        table = np.array([[h.get(e, np.nan) for e in epochs] for h in histories], dtype=float)
+        running = (epochs[None, :] <= np.array([max(h) for h in histories])[:, None]).sum(axis=0)
+        for row in table:
+            last = np.nan
+            for j, v in enumerate(row):
+                last = v if not np.isnan(v) else last
+                row[j] = last
         color = colors[i % len(colors)]
-        ax.plot(epochs, [v.mean() for v in values], color=color, linestyle="-" if i < 10 else "--",
+        ax.plot(epochs, np.nanmean(table, axis=0), color=color, linestyle="-" if i < 10 else "--",
                 label=f"{i + 1}. {label} (n={len(runs)})")
-        if len(runs) > 1:
-            ax.fill_between(epochs, [v.min() for v in values], [v.max() for v in values], color=color, alpha=0.2,
+        if len(histories) > 1:
+            ax.fill_between(epochs, np.nanmin(table, axis=0), np.nanmax(table, axis=0), color=color, alpha=0.2,
                             linewidth=0)
+            if running.min() < len(histories):  # some runs stopped early: show how many were still training
+                training = training or ax.twinx()
+                training.step(epochs, running, where="mid", color=color, linewidth=0.8, linestyle=":")
         drawn += 1
     if not drawn:
         ax.text(0.5, 0.5, f"no run logged {metric}", ha="center", va="center", transform=ax.transAxes)
@@ -70,13 +81,19 @@ def curves_figure(client: MlflowClient, c: Comparison, title: str, metric: str =
     ax.grid(alpha=0.3)
     if drawn:
         ax.legend(fontsize=8, title="rank. group (runs)", title_fontsize=8)
-    fig.suptitle(f"{metric} per epoch: mean over seeds, band from min to max\n{title}", fontsize=10)
+    if training is not None:
+        training.set_ylabel("runs still training (dotted)")
+        training.yaxis.set_major_locator(MaxNLocator(integer=True))
+        training.set_ylim(bottom=0)
+    fig.suptitle(f"{metric} per epoch: mean over a group's runs, each run's last value carried forward after it "
+                 f"stopped; band from min to max\n{title}", fontsize=10)
     return fig
 
 
 def differences_figure(c: Comparison, title: str, alpha: float = stats.ALPHA) -> Figure:
-    """Each group's mean difference to the baseline with its 95% bootstrap interval, one row per group in
-    table order; filled markers where Holm's p <= alpha, hollow where not; a line at zero."""
+    """Each group's mean difference to the baseline with its 95% interval (corrected t over k-fold designs, bootstrap
+    over seeds), one row per group in table order; filled markers where Holm's p <= alpha, hollow where not; a line
+    at zero."""
     from matplotlib.figure import Figure
 
     labels = [label for label in c.groups if label in c.diffs]
@@ -96,7 +113,8 @@ def differences_figure(c: Comparison, title: str, alpha: float = stats.ALPHA) ->
     ax.invert_yaxis()
     ax.set_xlabel(f"Δ {c.metric} vs {c.baseline}")
     ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"difference to the baseline, 95% bootstrap interval; filled: Holm p <= {alpha}\n{title}",
+    interval = "corrected t interval" if c.design is not None else "bootstrap interval"
+    fig.suptitle(f"difference to the baseline, 95% {interval}; filled: Holm p <= {alpha}\n{title}",
                  fontsize=10)
     return fig
 

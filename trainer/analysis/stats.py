@@ -1,10 +1,12 @@
-"""Statistics for comparing groups of runs: paired differences over seeds (and folds), their bootstrap
-intervals and tests, Holm's correction, and the Friedman test with Nemenyi's critical difference over datasets.
+"""Statistics for comparing groups of runs: paired differences over seeds (and folds), their intervals and tests,
+Holm's correction, and the Friedman test with Nemenyi's critical difference over datasets.
 
-Plain functions over numbers; the grouping of MLflow runs lives in trainer/compare.py.
+Plain functions over numbers; the grouping of MLflow runs lives in trainer/analysis/grouping.py.
 Sources: Wilcoxon (1945) signed-rank and Mann-Whitney (1947) U tests as scipy.stats implements them (exact
-p-values for small samples), Efron's bootstrap via scipy.stats.bootstrap, Holm (1979), Friedman (1937) via
-scipy.stats.friedmanchisquare, Nemenyi's critical difference as in Demšar, JMLR 7 (2006), section 3.2.2.
+p-values for small samples), Efron's bootstrap via scipy.stats.bootstrap, the corrected resampled t-test of Nadeau &
+Bengio (Machine Learning 52, 2003) with the repeated k-fold form of Bouckaert & Frank (PAKDD 2004) on scipy.stats.t,
+Holm (1979), Friedman (1937) via scipy.stats.friedmanchisquare, Nemenyi's critical difference as in Demšar, JMLR 7
+(2006), section 3.2.2.
 """
 from __future__ import annotations
 
@@ -29,12 +31,14 @@ class Difference:
     high: float
     p: float
     n: int                      # pairs (paired) or the smaller group's size (unpaired)
-    test: str                   # "Wilcoxon" (paired), "Mann-Whitney" (unpaired), "–" (nothing to test)
+    test: str                   # "Wilcoxon" (paired over seeds), "corrected t" (paired over seeds x folds of k-fold
+    #                             cross-validation), "Mann-Whitney" (unpaired), "–" (nothing to test)
     paired: bool
-    min_p: float                # the smallest p-value the test can give with these n (tied pairs do not count)
+    min_p: float                # the smallest p-value the test can give with these n (tied pairs do not count; 0 for t)
     unmatched: list[Hashable] = field(default_factory=list)  # seeds/folds one side has and the other lacks
     p_holm: float = math.nan    # filled by correct()
     nonzero: int = 0            # paired: pairs with a non-zero difference, those Wilcoxon's test uses
+    statistic: float = math.nan  # the corrected t statistic (corrected t only)
 
 
 def pair(a: Mapping[Hashable, float], b: Mapping[Hashable, float]) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
@@ -115,6 +119,42 @@ def paired_difference(group: Mapping[Hashable, float], baseline: Mapping[Hashabl
         p = float(stats.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided").pvalue)
     return Difference(float(d.mean()), low, high, p, len(d), "Wilcoxon", True, wilcoxon_min_p(nonzero), unmatched,
                       nonzero=nonzero)
+
+
+def corrected_kfold_difference(group: Mapping[Hashable, float], baseline: Mapping[Hashable, float],
+                               test_train_ratio: float, confidence: float = CONFIDENCE) -> Difference:
+    """group - baseline matched by key (seed, fold) over k-fold cross-validation repeated with r seeds, tested by
+    the corrected repeated k-fold t-test (Bouckaert & Frank 2004; for one seed the corrected resampled t-test of
+    Nadeau & Bengio 2003).
+
+    The k folds of a seed share most of their training rows, so their differences are correlated and the plain
+    t-test's variance s^2 / n is too small. The correction: with the n = k * r paired differences d,
+        t = mean(d) / sqrt((1 / n + n_test / n_train) * s^2),   s^2 the sample variance of d (ddof 1),
+    against Student's t with n - 1 degrees of freedom (scipy.stats.t); two-sided p, and the interval
+    mean(d) +- t_{n-1, (1 + confidence) / 2} * sqrt((1 / n + n_test / n_train) * s^2). test_train_ratio is
+    n_test / n_train, the size of a test fold over that of the rows a model trains on. Without any common key the
+    groups are compared unpaired (Mann-Whitney U), as paired_difference does.
+    """
+    from scipy import stats
+
+    a, b, unmatched = pair(group, baseline)
+    if len(a) == 0:
+        return unpaired_difference([v for v in group.values() if not math.isnan(v)],
+                                   [v for v in baseline.values() if not math.isnan(v)], confidence, unmatched)
+    d = a - b
+    n, mean = len(d), float(d.mean())
+    nonzero = int(np.count_nonzero(d))
+    if n < 2:
+        return Difference(mean, math.nan, math.nan, math.nan, n, "corrected t", True, 0.0, unmatched, nonzero=nonzero)
+    se = math.sqrt((1 / n + test_train_ratio) * float(d.var(ddof=1)))
+    if se == 0:  # every pair differs by the same amount: no spread to test against
+        p = 1.0 if mean == 0 else 0.0
+        return Difference(mean, mean, mean, p, n, "corrected t", True, 0.0, unmatched, nonzero=nonzero)
+    t = mean / se
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * se
+    p = float(2 * stats.t.sf(abs(t), n - 1))
+    return Difference(mean, mean - half, mean + half, p, n, "corrected t", True, 0.0, unmatched, nonzero=nonzero,
+                      statistic=t)
 
 
 def unpaired_difference(group: Sequence[float], baseline: Sequence[float], confidence: float = CONFIDENCE,

@@ -1,6 +1,6 @@
-"""The data a run trains on: load and split the dataset, then imbalance, label noise, withheld labels (ssl) and
-resampling on the train split only, and standardise tables with train-split statistics; texts are tokenized by a
-tokenizer fitted on the train split only, before resampling."""
+"""The data a run trains on: load and split the dataset, then imbalance, label noise and withheld labels (ssl) on the
+train split only, standardisation with the statistics of those real train rows (texts: tokenization by a tokenizer
+fitted on them), and resampling of the train split."""
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from trainer.data import cache, imbalance, noise, resampling, sources, ssl
-from trainer.data.standardize import standardize
+from trainer.data.standardize import channel_stats, standardize
 from trainer.data.types import Dataset
 from trainer.runtime import progress
 
@@ -51,27 +51,32 @@ def prepare(cfg: DictConfig, tokenizer: Path | None = None) -> Prepared:
     train, unlabeled = ssl.withhold_labels(train, cfg.ssl, n, seed)
     if unlabeled is not None:
         counts["train_labeled"] = train.counts(n)
+    ds = replace(ds, train=train, unlabeled=unlabeled)
     tokenized = None
     if ds.text:  # documents become token ids; the tokenizer sees the train split only
         from trainer.data.tokenizer import tokenize
 
         with progress.step(f"data: tokenizer={cfg.tokenizer.name} on {len(train.y):,} train documents"):
-            tokenized = tokenize(replace(ds, train=train), unlabeled, cfg.tokenizer, tokenizer)
-        ds, train, unlabeled = tokenized.dataset, tokenized.dataset.train, tokenized.unlabeled
+            tokenized = tokenize(ds, unlabeled, cfg.tokenizer, tokenizer)
+        ds = replace(tokenized.dataset, unlabeled=tokenized.unlabeled)
         metrics |= tokenized.metrics
-    with (progress.step(f"data: resampling={cfg.resampling.name} of {len(train.y):,} train samples")
+    # scaled before resampling, with statistics of the real train rows, as scikit-learn and imbalanced-learn
+    # pipelines do: SMOTE's neighbours are then found in standardised units, not in each column's raw units
+    if ds.tabular:
+        ds = standardize(ds)
+    if ds.images:
+        ds = replace(ds, pixel_stats=channel_stats(ds.train.x))
+    with (progress.step(f"data: resampling={cfg.resampling.name} of {len(ds.train.y):,} train samples")
           if cfg.resampling.name != "none" else contextlib.nullcontext()):
-        res = resampling.apply(train, cfg.resampling, ds.classes, seed, ds.categorical, text=ds.text)
+        res = resampling.apply(ds.train, cfg.resampling, ds.classes, seed, ds.categorical, text=ds.text)
     # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
     counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
                                  else res.train.counts(n))
     counts["val"], counts["test"] = ds.val.counts(n), ds.test.counts(n)
     metrics |= res.metrics
-    ds = replace(ds, train=res.train, unlabeled=unlabeled)
-    if ds.tabular:
-        ds = standardize(ds)
     params = ds.notes | res.params | (tokenized.params if tokenized else {})
-    return Prepared(ds, counts, params, metrics, res.balanced_batches, tokenized and tokenized.tokenizer)
+    return Prepared(replace(ds, train=res.train), counts, params, metrics, res.balanced_batches,
+                    tokenized and tokenized.tokenizer)
 
 
 def prepared(cfg: DictConfig, shared: bool, tokenizer: Path | None = None) -> Prepared:

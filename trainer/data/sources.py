@@ -6,9 +6,12 @@ torchvision, pandas or the text libraries.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from omegaconf import DictConfig
 
+from trainer.data.fingerprint import fingerprint
 from trainer.data.splits import split_source
 from trainer.data.types import Dataset, Source
 from trainer.errors import UserError
@@ -89,8 +92,13 @@ LOADERS = {"digits": _digits, "breast_cancer": _breast_cancer, "synthetic": _syn
 
 
 def load(cfg: DictConfig, split_cfg: DictConfig, seed: int) -> Dataset:
-    """Load dataset cfg.name and split it (trainer.data.splits.split_source); UserError for an unknown name or a
-    class that would miss a part."""
+    """Load dataset cfg.name and split it (trainer.data.splits.split_source), with the fingerprint of what was read
+    (the same for every seed and fold of one file's content); UserError for an unknown name or a class that would
+    miss a part."""
     if cfg.name not in LOADERS:
         raise UserError(f"dataset={cfg.name} is unknown: choose one of {', '.join(LOADERS)}.")
-    return split_source(LOADERS[cfg.name](cfg, seed), split_cfg, seed)
+    src = LOADERS[cfg.name](cfg, seed)
+    arrays = [("x", src.x), ("y", src.y)]
+    if src.test is not None:
+        arrays += [("test.x", src.test.x), ("test.y", src.test.y)]
+    return replace(split_source(src, split_cfg, seed), source_fingerprint=fingerprint(arrays, src.classes))

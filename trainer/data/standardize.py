@@ -1,4 +1,5 @@
-"""Standardisation of tabular features with statistics of the train split only."""
+"""Standardisation with statistics of the real train rows only (before resampling makes any): tabular features
+scaled here, image pixels normalised on the device (trainer.models.inputs) with the channel statistics taken here."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -22,3 +23,17 @@ def standardize(ds: Dataset) -> Dataset:
     scale = lambda s: replace(s, x=((s.x - mean) / std).astype(np.float32))  # noqa: E731
     return replace(ds, train=scale(ds.train), val=scale(ds.val), test=scale(ds.test),
                    unlabeled=None if ds.unlabeled is None else scale(ds.unlabeled))
+
+
+def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of images (N, C, H, W), accumulated in float64 by chunks."""
+    total = np.zeros(x.shape[1])
+    squares = np.zeros(x.shape[1])
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].astype(np.float64)
+        total += part.sum(axis=(0, 2, 3))
+        squares += np.square(part).sum(axis=(0, 2, 3))
+    n = len(x) * x.shape[2] * x.shape[3]
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
+    return mean, np.where(std > 0, std, 1.0)

@@ -43,6 +43,9 @@ class Dataset:
     images: bool = False  # pixels (N, C, H, W) on the 0..255 scale, normalised on the device per batch
     numeric: tuple[int, ...] | None = None  # tabular: the columns to standardise (one-hot ones are not); None: all
     categorical: tuple[tuple[int, int], ...] = ()  # tabular: the columns [start, stop) of each one-hot category
+    source_fingerprint: str = ""  # SHA-256 of what the loader read, before any split (trainer.data.fingerprint)
+    pixel_stats: tuple[np.ndarray, np.ndarray] | None = None  # images: per-channel mean and std of the real train
+    #                                                             images (before resampling), for normalisation
     text: bool = False  # documents: x holds strings (N,) until tokenized, then token ids (N, L) int64
     vocabulary: Vocabulary | None = None  # text, once tokenized (trainer.data.tokenizer)
     notes: dict[str, float | int | str] = field(default_factory=dict)  # what the loader decided, logged as params

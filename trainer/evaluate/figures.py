@@ -31,8 +31,10 @@ class FigureInputs:
     classes: list[str]
     class_counts: dict[str, list[int]]  # as in class_counts.json: train_imbalanced, train_resampled, ...
     history: list[dict[str, float]]    # one dict per epoch: "epoch", "train/ce", "val/ce", "train/loss", ...
-    best_epoch: int
+    best_epoch: int                    # the epoch the monitored val metric liked best
     subtitle: str                      # names the run's loss and resampling
+    monitor: str = "val/ce"            # the metric that picked best_epoch (trainer.monitor)
+    kept_epoch: int | None = None      # the epoch whose weights the model kept, when not best_epoch (the last)
 
 
 def subtitle(loss: str, resampling: str, run_name: str, max_chars: int = 70) -> str:
@@ -125,7 +127,10 @@ def curves_figure(inp: FigureInputs) -> Figure:
             ax.plot(epochs, [h[f"{split}/{key}"] for h in inp.history], marker="." if len(epochs) < 30 else None,
                     color=COLORS[split], label=f"{split}/{key}")
         if inp.best_epoch:
-            ax.axvline(inp.best_epoch, color=COLORS["best"], linestyle=":", label=f"best val/ce (epoch {inp.best_epoch})")
+            ax.axvline(inp.best_epoch, color=COLORS["best"], linestyle=":",
+                       label=f"best {inp.monitor} (epoch {inp.best_epoch})")
+        if inp.kept_epoch and inp.kept_epoch != inp.best_epoch:
+            ax.axvline(inp.kept_epoch, color=COLORS["best"], linestyle="--", label=f"kept (epoch {inp.kept_epoch})")
         ax.set(title=label, xlabel="epoch", ylabel=key)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -180,7 +185,8 @@ def save(inp: FigureInputs, output_dir: Path) -> tuple[Path, float]:
     """Draw every figure of a run into output_dir/figures/<name>.png; return that folder and the seconds it took.
 
     Each figure is rendered once, by the Agg canvas (mlflow.log_figure would render it a second time for the
-    same PNG). Needs numpy and matplotlib only: trainer.evaluate.figure_worker calls it in a process without torch or mlflow.
+    same PNG). Needs numpy and matplotlib only: trainer.evaluate.figure_worker calls it in a process without torch or
+    mlflow.
     """
     import time
 

@@ -29,11 +29,11 @@ ECE_BINS = 15
 
 
 def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of metric is better: losses and calibration error (ce, loss, ece), epochs and times
-    rank ascending; accuracies, F1, recalls and AUCs descending. Takes a name with or without its split
-    (ce, val/ce, best/val/ce, time/train_s)."""
+    """Whether a smaller value of metric is better: losses and calibration error (ce, balanced_ce, loss, ece),
+    epochs and times rank ascending; accuracies, F1, recalls and AUCs descending. Takes a name with or without its
+    split (ce, val/ce, best/val/ce, time/train_s)."""
     last = metric.rsplit("/", 1)[-1]
-    return last in {"ce", "loss", "ece", "epoch"} or metric.startswith("time/")
+    return last in {"ce", "balanced_ce", "loss", "ece", "epoch"} or metric.startswith("time/")
 
 
 def calibration_bins(confidence: np.ndarray, correct: np.ndarray,
@@ -92,10 +92,13 @@ def from_confusion(cm: np.ndarray) -> dict[str, float | np.ndarray]:
 
 def classification_metrics(logits: torch.Tensor, target: torch.Tensor, classes: list[str] | int,
                            per_class: bool = False) -> dict[str, float]:
-    """ce, accuracy, balanced_accuracy, macro_f1 and ece of a set; with per_class, recall/<key> of each class
-    the set holds (key: class_keys; a class without samples has no recall, rather than 0).
+    """ce, balanced_ce, accuracy, balanced_accuracy, macro_f1 and ece of a set; with per_class, recall/<key> of
+    each class the set holds (key: class_keys; a class without samples has no recall, rather than 0).
 
-    ce is the plain mean cross-entropy of the true class. The set is read to the host once.
+    ce is the plain mean cross-entropy of the true class, -log softmax(z)_y, over the set. balanced_ce is its mean
+    over each class's samples, averaged over the classes the set holds: the cross-entropy under a uniform class
+    prior, which weighs every class as balanced_accuracy does (the "class-balanced" loss of Cui et al., CVPR 2019,
+    with inverse-frequency weights, read as a metric). The set is read to the host once.
     """
     import torch  # here: the figure process (trainer.evaluate.figure_worker) imports this module without torch
 
@@ -106,15 +109,20 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, classes: 
         # Everything from the max and the logsumexp: no softmax over the whole set is materialised.
         lse = torch.logsumexp(logits, dim=-1)
         top, pred = logits.max(dim=-1)
-        ce = (lse - logits.gather(1, target[:, None]).squeeze(1)).mean()
-        host = torch.cat([ce.view(1), torch.exp(top - lse), pred.float(), target.float()]).cpu().numpy()
+        per_sample = lse - logits.gather(1, target[:, None]).squeeze(1)
+        by_class = torch.zeros(num_classes, dtype=torch.float64, device=logits.device).index_add_(
+            0, target, per_sample.double())
+        host = torch.cat([per_sample.mean().view(1), torch.exp(top - lse), pred.float(), target.float()]).cpu().numpy()
+        by_class = by_class.cpu().numpy()
     n = len(target)
     ce_mean = float(host[0])
     conf_np = host[1:n + 1].astype(np.float64)
     pred_np, y_np = host[n + 1:2 * n + 1].astype(np.int64), host[2 * n + 1:].astype(np.int64)
+    support = np.bincount(y_np, minlength=num_classes)
     scores = from_confusion(confusion_matrix(y_np, pred_np, num_classes))
     out = {
         "ce": ce_mean,
+        "balanced_ce": float((by_class[support > 0] / support[support > 0]).mean()) if n else 0.0,
         "accuracy": scores["accuracy"],
         "balanced_accuracy": scores["balanced_accuracy"],
         "macro_f1": scores["macro_f1"],

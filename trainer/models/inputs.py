@@ -14,21 +14,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from trainer.data.standardize import channel_stats
 from trainer.data.types import Dataset
-
-
-def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of images (N, C, H, W), accumulated in float64 by chunks."""
-    total = np.zeros(x.shape[1])
-    squares = np.zeros(x.shape[1])
-    for start in range(0, len(x), chunk):
-        part = x[start:start + chunk].astype(np.float64)
-        total += part.sum(axis=(0, 2, 3))
-        squares += np.square(part).sum(axis=(0, 2, 3))
-    n = len(x) * x.shape[2] * x.shape[3]
-    mean = total / n
-    std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
-    return mean, np.where(std > 0, std, 1.0)
 
 
 def random_crop_flip(x: torch.Tensor, padding: int) -> torch.Tensor:
@@ -70,9 +57,10 @@ class ImageInput(nn.Module):
 
 
 def with_inputs(model: nn.Module, ds: Dataset, dataset_cfg: DictConfig) -> nn.Module:
-    """model itself for feature data; for images, ImageInput (train-split statistics) followed by model."""
+    """model itself for feature data; for images, ImageInput followed by model, normalising with the statistics
+    of the real train images (ds.pixel_stats, taken before resampling), or of ds.train when it has none."""
     if not ds.images:
         return model
-    mean, std = channel_stats(ds.train.x)
+    mean, std = ds.pixel_stats if ds.pixel_stats is not None else channel_stats(ds.train.x)
     inputs = ImageInput(mean, std, augment=bool(dataset_cfg.get("augment", False)))
     return nn.Sequential(OrderedDict(inputs=inputs, model=model))

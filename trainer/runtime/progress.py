@@ -33,7 +33,11 @@ def step(what: str, heartbeat_s: float = HEARTBEAT_S) -> Iterator[None]:
     log.info("%s: done in %.1f s", what, time.perf_counter() - start)
 
 
-def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], seconds: float) -> str:
-    """One epoch in the log: `epoch 3/50  train/ce 0.4123  val/ce 0.3981  val/balanced_accuracy 0.8812  0.04 s`."""
-    shown = [f"{k} {metrics[k]:.4f}" for k in ("train/ce", "val/ce", "val/balanced_accuracy") if k in metrics]
-    return "  ".join([f"epoch {epoch}/{epochs}", *shown, f"{seconds:.2f} s"])
+def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], seconds: float, steps: int | None = None,
+               monitor: str = "val/ce") -> str:
+    """One epoch in the log: `epoch 3/50  train/ce 0.4123  val/ce 0.3981  val/balanced_accuracy 0.8812  0.04 s`,
+    and the monitored metric when it is another; with a step budget `epoch 3/12 (step 360/1000)  ...`."""
+    keys = ("train/ce", "val/ce", "val/balanced_accuracy")
+    shown = [f"{k} {metrics[k]:.4f}" for k in (*keys, *([monitor] if monitor not in keys else [])) if k in metrics]
+    where = f"epoch {epoch}/{epochs}" + (f" (step {metrics.get('train/steps', 0):.0f}/{steps})" if steps else "")
+    return "  ".join([where, *shown, f"{seconds:.2f} s"])

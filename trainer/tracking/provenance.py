@@ -4,7 +4,6 @@ Nothing here reads environment variables: they often hold credentials and are ne
 """
 from __future__ import annotations
 
-import hashlib
 import platform
 import re
 import shlex
@@ -14,8 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
+from trainer.data.fingerprint import fingerprint
 from trainer.data.types import Dataset
 from trainer.runtime.device import UNKNOWN, device_name
 
@@ -98,13 +96,8 @@ def versions() -> dict[str, str]:
 
 def data_fingerprint(ds: Dataset) -> str:
     """SHA-256 of the train/val/test arrays the model sees (after imbalance, noise and resampling)."""
-    h = hashlib.sha256(repr(ds.classes).encode())
-    for name, part in (("train", ds.train), ("val", ds.val), ("test", ds.test)):
-        for arr in (part.x, part.y):
-            a = np.ascontiguousarray(arr)
-            h.update(f"|{name}:{a.dtype.str}:{a.shape}|".encode())
-            h.update(a.reshape(-1).view(np.uint8))
-    return h.hexdigest()
+    return fingerprint(((name, getattr(getattr(ds, name), axis)) for name in ("train", "val", "test")
+                        for axis in ("x", "y")), ds.classes)
 
 
 def tags(git: GitState, device, seed: int, deterministic: bool) -> dict[str, str]:

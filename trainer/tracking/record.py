@@ -187,8 +187,8 @@ class RunRecord:
             mlflow.log_artifact(str(save(prep.tokenizer, self.folder / resume.TOKENIZER_DIR)), resume.TOKENIZER_DIR)
         # a resumed run that got this far logged them (MLflow refuses a changed value: tokenizer.used.source is)
         logged = self.resumed is not None and "data.fingerprint" in self.resumed.tags
-        self._batch(params={} if logged else prep.params, tags={"data.fingerprint": self.fingerprint})
-
+        self._batch(params={} if logged else prep.params, tags={"data.fingerprint": self.fingerprint,
+                                                                "data.source_fingerprint": ds.source_fingerprint})
     def log_model(self, built: Built) -> None:
         """The thread count chosen for the model and the weights, offsets or margins its loss uses."""
         import mlflow
@@ -231,7 +231,8 @@ class RunRecord:
 
         step, ms = result.epochs_run, int(time.time() * 1000)
         values = (scores.test_metrics() | {"best/val/ce": result.best_val_ce, "best/epoch": result.best_epoch,
-                                           "time/train_s": result.seconds} | prep.metrics)
+                                           "kept/epoch": result.kept_epoch, "time/train_s": result.seconds}
+                  | prep.metrics)
         self._batch(tags=scores.tags, metrics=[Metric(k, float(v), ms, step) for k, v in values.items()])
 
     def _finish(self) -> None:

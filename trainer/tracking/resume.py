@@ -93,8 +93,10 @@ def _find(client, key: str, uri: str, run_id: str, cfg: DictConfig, commit: str,
         stored = None  # stopped before it logged its config: nothing to compare, nothing to lose
     diff = config_diff(stored, cfg) if stored is not None else []
     if diff:
+        restore = " ".join(restoring_overrides(stored, cfg))
         raise UserError(f"{key}: the config differs from the run's ({'; '.join(diff)}). Resume with the same "
-                        "overrides as the interrupted run (its artifact .hydra/overrides.yaml lists them).")
+                        "overrides as the interrupted run (its artifact .hydra/overrides.yaml lists them)"
+                        + (f"; where a default changed since it started, add: {restore}" if restore else "") + ".")
     if tags.get("git.commit") != commit and not (fresh and "git.commit" not in tags):
         raise UserError(f"{key}: the run was trained by the code at commit {tags.get('git.commit')}, this code is "
                         f"at {commit}. Check out that commit to continue it, or start a new run.")
@@ -227,10 +229,29 @@ def restore(resumed: Resume, device: Any, **parts: Any) -> LoopState | None:
 
 
 def config_diff(stored: DictConfig, cfg: DictConfig) -> list[str]:
-    """`key: old -> new` for every setting that differs, except those in MAY_DIFFER."""
+    """`key: old -> new` for every setting that differs, except those in MAY_DIFFER. A setting the stored config
+    lacks that is null now is no difference: it was added to the harness since the run started, and null (its
+    default) keeps the behaviour the run had (trainer.steps)."""
     old, new = flatten(stored), flatten(cfg)
-    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(MAY_DIFFER))
+    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(MAY_DIFFER)
+                  and not (k not in old and new.get(k) == "None"))
     return [f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}" for k in keys if old.get(k) != new.get(k)]
+
+
+def restoring_overrides(stored: DictConfig, cfg: DictConfig) -> list[str]:
+    """The overrides that give cfg the stored values of the settings config_diff names (a default that changed
+    since the run started, an override left out), in Hydra's syntax; settings the stored config lacks are left out."""
+    from omegaconf import OmegaConf
+
+    old = flatten(stored)
+    out = []
+    for line in config_diff(stored, cfg):
+        key = line.split(":", 1)[0]
+        if key in old:
+            value = OmegaConf.select(stored, key)
+            text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            out.append(f"{key}={text}")
+    return out
 
 
 def _locate(client, run_id: str, tags: dict[str, str], folder: Path) -> tuple[Path | None, str]:

@@ -153,9 +153,9 @@ def _loop_to_dict(s: LoopState) -> dict[str, Any]:
     progress = None if p is None or p.values is None else {
         "generator_state": p.generator_state, "steps": p.steps, "values": p.values.cpu(),
         "pseudo": None if p.pseudo is None else [t.cpu() for t in p.pseudo]}
-    return {"epoch": s.epoch, "best_score": s.best_score, "best_epoch": s.best_epoch, "best_weights": s.best_weights,
-            "wait": s.wait, "done": s.done, "history": [dict(h) for h in s.history], "progress": progress,
-            "seconds": s.seconds}
+    return {"epoch": s.epoch, "steps": s.steps, "best_score": s.best_score, "best_epoch": s.best_epoch,
+            "best_weights": s.best_weights, "wait": s.wait, "done": s.done, "history": [dict(h) for h in s.history],
+            "progress": progress, "seconds": s.seconds}
 
 
 def _loop_from_dict(d: dict[str, Any], device: torch.device) -> LoopState:
@@ -164,6 +164,7 @@ def _loop_from_dict(d: dict[str, Any], device: torch.device) -> LoopState:
         p["generator_state"], p["steps"], p["values"].to(device),
         None if p["pseudo"] is None else tuple(t.to(device) for t in p["pseudo"]))
     best = None if d["best_weights"] is None else {k: v.to(device) for k, v in d["best_weights"].items()}
-    return LoopState(epoch=d["epoch"], best_score=d["best_score"], best_epoch=d["best_epoch"], best_weights=best,
-                     wait=d["wait"], done=d["done"], history=[dict(h) for h in d["history"]], progress=progress,
-                     seconds=d["seconds"])
+    # "steps" is absent from checkpoints written before step budgets: their runs counted epochs only
+    return LoopState(epoch=d["epoch"], steps=d.get("steps", 0), best_score=d["best_score"],
+                     best_epoch=d["best_epoch"], best_weights=best, wait=d["wait"], done=d["done"],
+                     history=[dict(h) for h in d["history"]], progress=progress, seconds=d["seconds"])

@@ -34,10 +34,12 @@ LOG_EVERY_S = 1.0
 class FitConfig:
     epochs: int
     batch_size: int
-    patience: int | None = None  # epochs without an improvement of `monitor` before stopping; None: never stop early
+    patience: int | None = None  # epochs without an improvement of `monitor` before stopping and restoring the best
+    #                              epoch's weights; None: never stop early, keep the last epoch's weights
     min_delta: float = 0.0
-    monitor: str = "ce"  # the val metric that picks the best epoch and stops early: ce, loss, ece (lower is
-    #                      better) or accuracy, balanced_accuracy, macro_f1 (higher is better)
+    monitor: str = "ce"  # the val metric that picks the best epoch and stops early: ce, balanced_ce, loss, ece
+    #                      (lower is better) or accuracy, balanced_accuracy, macro_f1 (higher is better)
+    steps: int | None = None  # a budget of optimizer steps instead of `epochs` (the last epoch may be partial)
     l1: float = 0.0
     l2: float = 0.0
     grad_clip: float | None = None  # max total gradient norm; None: no clipping
@@ -48,9 +50,11 @@ class FitConfig:
 @dataclass
 class FitResult:
     epochs_run: int
-    best_epoch: int
+    best_epoch: int  # the epoch the monitored metric liked best
     best_val_ce: float
     stopped_early: bool
+    steps: int = 0  # optimizer steps taken, over every attempt of a resumed run
+    kept_epoch: int = 0  # the epoch whose weights the model ends with: best_epoch with patience, else the last
     seconds: float = 0.0  # training time, summed over every attempt of a resumed run
     interrupted: bool = False  # stop() turned true: the last state was saved, the best weights not restored
     history: list[dict[str, float]] = field(default_factory=list)  # each epoch's metrics, "epoch", "timestamp"
@@ -72,6 +76,7 @@ class LoopState:
     """Where fit stands. fit updates it after every epoch; trainer.train.checkpoint saves and restores it."""
 
     epoch: int = 0  # last completed epoch
+    steps: int = 0  # optimizer steps of the completed epochs
     best_score: float = math.inf  # the best val `monitor` so far, negated where higher is better
     best_epoch: int = 0
     best_weights: dict[str, torch.Tensor] | None = None
@@ -137,8 +142,9 @@ def epoch_train_set(train: Tensors, pseudo: ssl.PseudoLabeling | None,
 
 def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, data: Tensors,
                 cfg: FitConfig, generator: torch.Generator, epoch: int, progress: EpochProgress | None = None,
-                stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
-    """One pass over the shuffled train tensors; returns train/loss and train/ce (one host read).
+                stop: Callable[[], bool] = lambda: False, max_steps: int | None = None) -> dict[str, float] | None:
+    """One pass over the shuffled train tensors, or its first max_steps batches; returns train/loss and train/ce
+    (one host read).
 
     progress says where the epoch starts (a fresh one by default) and holds the done steps' values when the
     epoch ends; when stop() turns true the epoch ends after the current step and train_epoch returns None.
@@ -153,7 +159,8 @@ def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
     losses: list[torch.Tensor] = []
     ces: list[torch.Tensor] = []
     stopped = False
-    for step, start in enumerate(range(p.steps * bs, n, bs), start=p.steps):
+    end = n if max_steps is None else min(n, max_steps * bs)
+    for step, start in enumerate(range(p.steps * bs, end, bs), start=p.steps):
         idx = perm[start:start + bs]
         xb, yb = data.x[idx], data.y[idx]
         logits = model(xb)
@@ -180,17 +187,30 @@ def train_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
 
 
 def _epoch_means(values: torch.Tensor, n: int, batch_size: int, epoch: int) -> dict[str, float]:
-    """train/loss and train/ce from the steps' batch means (weighted by batch size); NonFiniteLoss naming the
-    first step whose objective was not finite. The whole vector is reduced at once, so an epoch resumed part-way
-    sums exactly as an uninterrupted one."""
+    """train/loss and train/ce from the steps' batch means, weighted by batch size, over the samples the steps saw
+    (all n of a full epoch, fewer in an epoch a step budget ends); NonFiniteLoss naming the first step whose
+    objective was not finite. The whole vector is reduced at once, so an epoch resumed part-way sums exactly as an
+    uninterrupted one."""
     steps = len(values)
-    sizes = torch.full((steps,), float(batch_size), dtype=torch.float64, device=values.device)
-    sizes[-1] = n - (steps - 1) * batch_size
+    starts = torch.arange(steps, dtype=torch.float64, device=values.device) * batch_size
+    sizes = (n - starts).clamp(max=batch_size)
     bad = torch.where(torch.isfinite(values[:, 0]), steps, torch.arange(steps, device=values.device)).min()
-    loss_sum, ce_sum, first_bad = torch.cat([(values * sizes[:, None]).sum(0), bad.double()[None]]).tolist()
+    loss_sum, ce_sum, seen, first_bad = torch.cat([(values * sizes[:, None]).sum(0), sizes.sum()[None],
+                                                   bad.double()[None]]).tolist()
     if first_bad < steps:
         raise NonFiniteLoss(epoch, int(first_bad))
-    return {"loss": loss_sum / n, "ce": ce_sum / n}
+    return {"loss": loss_sum / seen, "ce": ce_sum / seen}
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps of one pass over n samples in batches of batch_size (the last batch may be smaller)."""
+    return max(1, math.ceil(n / batch_size))
+
+
+def planned_epochs(cfg: FitConfig, n: int) -> int:
+    """The epochs fit runs unless it stops early: cfg.epochs, or with a step budget the passes over n train samples
+    it takes (exact, except where pseudo-labels grow the train set between epochs)."""
+    return cfg.epochs if cfg.steps is None else math.ceil(cfg.steps / steps_per_epoch(n, cfg.batch_size))
 
 
 def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, train: Tensors, val: Tensors,
@@ -198,26 +218,30 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
         on_epoch: Callable[[int, dict[str, float]], None], state: LoopState | None = None,
         save: Callable[[LoopState, bool], None] = lambda state, final: None,
         stop: Callable[[], bool] = lambda: False, pseudo: ssl.PseudoLabeling | None = None) -> FitResult:
-    """Train for cfg.epochs (or until val `cfg.monitor` stops improving), then restore the best epoch's weights.
+    """Train for cfg.epochs, or cfg.steps optimizer steps (the last epoch then stops part-way), or until val
+    `cfg.monitor` has not improved for cfg.patience epochs; with patience, end with the best epoch's weights, without
+    (patience None) with the last epoch's.
 
-    on_epoch(epoch, metrics) receives, once per epoch (1-based), train/ and val/ metrics and lr (and
-    ssl/pseudo_labels when pseudo, the unlabeled pool of ssl=pseudo_label, is given).
+    on_epoch(epoch, metrics) receives, once per epoch (1-based), train/ and val/ metrics, lr and train/steps (the
+    optimizer steps so far; and ssl/pseudo_labels when pseudo, the unlabeled pool of ssl=pseudo_label, is given).
     state: where to continue (a restored checkpoint); by default from the start. save(state, final) runs after
     every epoch, before on_epoch, so that a logged epoch can have its checkpoint; final is true when fit is
-    about to return (the last epoch ran, early stopping fired, or stop() turned true). When stop() turns true
+    about to return (the budget is spent, early stopping fired, or stop() turned true). When stop() turns true
     mid-epoch, fit saves the state after the current step and returns with interrupted=True.
     """
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     s = state or LoopState()
-    epochs = range(s.epoch + 1, cfg.epochs + 1) if not s.done else range(0)
-    bar = tqdm(epochs, desc="epochs", unit="ep", initial=s.epoch, total=cfg.epochs,
+    bar = tqdm(desc="epochs", unit="ep", initial=s.epoch, total=planned_epochs(cfg, len(train.y)),
                disable=(None if cfg.progress is None else not cfg.progress))
     # The epoch lines go to the job's log (train.log); on a terminal, through tqdm so that the bar stays whole.
     with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
-        return _fit_epochs(model, loss_fn, optimizer, train, val, classes, cfg, generator, on_epoch, s, save, stop,
-                           pseudo, bar)
+        try:
+            return _fit_epochs(model, loss_fn, optimizer, train, val, classes, cfg, generator, on_epoch, s, save,
+                               stop, pseudo, bar)
+        finally:
+            bar.close()
 
 
 def _fit_epochs(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, train: Tensors,
@@ -226,54 +250,59 @@ def _fit_epochs(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
                 save: Callable[[LoopState, bool], None], stop: Callable[[], bool],
                 pseudo: ssl.PseudoLabeling | None, bar: Any) -> FitResult:
     logging_epochs = log.isEnabledFor(logging.INFO)
+    keep_best = cfg.patience is not None  # without early stopping the last epoch's weights are kept
+    planned = planned_epochs(cfg, len(train.y))
     last_line = -math.inf
-    for epoch in bar:
+    epoch = s.epoch
+    while not s.done:
+        epoch += 1
         started = time.perf_counter()
         if hasattr(loss_fn, "set_epoch"):  # losses that change with the epoch (ldam's deferred re-weighting)
             loss_fn.set_epoch(epoch)
         if s.progress is None:
             s.progress = EpochProgress(generator.get_state(), pseudo=pseudo_labels(model, pseudo, epoch))
         data, ssl_metrics = epoch_train_set(train, pseudo, s.progress.pseudo)
-        tr = train_epoch(model, loss_fn, optimizer, data, cfg, generator, epoch, s.progress, stop)
+        budget = None if cfg.steps is None else cfg.steps - s.steps  # steps left, fixed at the epoch's start
+        tr = train_epoch(model, loss_fn, optimizer, data, cfg, generator, epoch, s.progress, stop, budget)
         if tr is None:
             s.seconds += time.perf_counter() - started
             save(s, True)
-            bar.close()
             return _result(s, cfg, interrupted=True)
         va = evaluate(model, val, loss_fn, classes, cfg.l1, cfg.l2)
-        metrics = {f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()} | ssl_metrics
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
-        s.epoch, s.progress = epoch, None
+        s.epoch, s.steps, s.progress = epoch, s.steps + s.progress.steps, None
+        metrics = ({f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()} | ssl_metrics
+                   | {"lr": optimizer.param_groups[0]["lr"], "train/steps": float(s.steps)})
         s.history.append({"epoch": epoch, "timestamp": int(time.time() * 1000)} | metrics)
         score = va[cfg.monitor] if lower_is_better(cfg.monitor) else -va[cfg.monitor]
         if score < s.best_score - cfg.min_delta:
             s.best_score, s.best_epoch, s.wait = score, epoch, 0
-            s.best_weights = copy.deepcopy(model.state_dict())
+            if keep_best:
+                s.best_weights = copy.deepcopy(model.state_dict())
         else:
             s.wait += 1
-        s.done = epoch == cfg.epochs or (cfg.patience is not None and s.wait >= cfg.patience)
+        spent = epoch >= cfg.epochs if cfg.steps is None else s.steps >= cfg.steps
+        s.done = spent or (cfg.patience is not None and s.wait >= cfg.patience)
         s.seconds += time.perf_counter() - started
         interrupted = not s.done and stop()
         save(s, s.done or interrupted)
         on_epoch(epoch, metrics)
         now = time.perf_counter()
         if logging_epochs and (now - last_line >= LOG_EVERY_S or s.done or interrupted):
-            log.info("%s", progress.epoch_line(epoch, cfg.epochs, metrics, now - started))
+            log.info("%s", progress.epoch_line(epoch, planned, metrics, now - started, cfg.steps, f"val/{cfg.monitor}"))
             last_line = now
+        bar.update(1)
         bar.set_postfix({"val/ce": f"{va['ce']:.4f}", "val/bal_acc": f"{va['balanced_accuracy']:.3f}"})
-        if s.done:
-            break
         if interrupted:
-            bar.close()
             return _result(s, cfg, interrupted=True)
-    bar.close()
-    if s.best_weights is not None:
+    if keep_best and s.best_weights is not None:
         model.load_state_dict(s.best_weights)
     return _result(s, cfg)
 
 
 def _result(s: LoopState, cfg: FitConfig, interrupted: bool = False) -> FitResult:
     best_ce = next((h["val/ce"] for h in s.history if h["epoch"] == s.best_epoch), math.inf)
+    spent = s.epoch >= cfg.epochs if cfg.steps is None else s.steps >= cfg.steps
+    kept = s.best_epoch if cfg.patience is not None and s.best_weights is not None else s.epoch
     return FitResult(epochs_run=s.epoch, best_epoch=s.best_epoch, best_val_ce=best_ce,
-                     stopped_early=s.done and s.epoch < cfg.epochs, seconds=s.seconds, interrupted=interrupted,
-                     history=s.history)
+                     stopped_early=s.done and not spent, steps=s.steps, kept_epoch=kept, seconds=s.seconds,
+                     interrupted=interrupted, history=s.history)
