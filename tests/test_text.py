@@ -16,7 +16,7 @@ from helpers import make_cfg, train_cli
 from trainer.config import validate
 from trainer.data import sources, texts, tokenizer
 from trainer.data.prepare import prepare
-from trainer.data.types import Dataset, Split, Vocabulary
+from trainer.data.types import Vocabulary
 from trainer.errors import ConfigError, UserError
 from trainer.models.build import build
 

@@ -59,12 +59,12 @@ def transformer(in_shape: Sequence[int], num_classes: int, vocabulary: Vocabular
             str(pretrained), num_labels=num_classes, ignore_mismatched_sizes=True, **changes)
         window = getattr(model.config, "max_position_embeddings", None)
         if window is not None and vocabulary.max_length > window:
-            raise UserError(f"tokenizer.max_length={vocabulary.max_length} is more than model.pretrained={pretrained}'s "
-                            f"window of {window} tokens: set tokenizer.max_length={window} or less.")
-        if model.get_input_embeddings().num_embeddings < vocabulary.size:
-            raise UserError(f"model.pretrained={pretrained} has {model.get_input_embeddings().num_embeddings} token "
-                            f"embeddings, fewer than the tokenizer's {vocabulary.size} tokens: use tokenizer=pretrained "
-                            "(the model's own).")
+            raise UserError(f"tokenizer.max_length={vocabulary.max_length} is more than model.pretrained="
+                            f"{pretrained}'s window of {window} tokens: set tokenizer.max_length={window} or less.")
+        rows = model.get_input_embeddings().num_embeddings
+        if rows < vocabulary.size:
+            raise UserError(f"model.pretrained={pretrained} has {rows} token embeddings, fewer than the tokenizer's "
+                            f"{vocabulary.size} tokens: use tokenizer=pretrained (the model's own).")
         log.info("model.pretrained=%s: %d classes; %s", pretrained, num_classes,
                  "its classification head is new (trained from scratch)")
     else:
