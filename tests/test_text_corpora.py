@@ -124,5 +124,5 @@ def test_dna_is_decoded_to_nucleotides_with_statlog_s_split():
 @needs_dna
 def test_a_short_run_on_dna_splice(run_cfg):
     result = run(run_cfg("dataset=dna_splice", f"dataset.root={CORPORA}", "trainer.epochs=3", "trainer.threads=1",
-                         "model.dim=16", "model.channels=32"))
+                         "model=text_cnn", "model.dim=16", "model.channels=32"))
     assert result.test["balanced_accuracy"] > 0.5  # three classes: chance is 0.33
