@@ -128,6 +128,21 @@ def test_documents_longer_than_the_window_are_truncated_counted_and_logged(tmp_p
     assert f"{longer} of 120 documents" in caplog.text and "more than tokenizer.max_length=12 tokens" in caplog.text
 
 
+def test_tokenizing_a_large_corpus_shows_progress_in_the_log(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(tokenizer, "CHUNK", 10)
+    monkeypatch.setattr(tokenizer, "LOG_EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="trainer.data.tokenizer"):
+        prepare(_cfg(write_text_table(tmp_path / "t.csv")))
+    assert "tokenizing train: 10 / 72 documents (" in caplog.text and "documents/s)" in caplog.text
+
+
+def test_ssl_s_unlabelled_pool_is_tokenized_with_the_train_split(tmp_path):
+    prep = prepare(_cfg(write_text_table(tmp_path / "t.csv"), "ssl=pseudo_label", "ssl.labeled_fraction=0.5"))
+    ds = prep.dataset
+    assert ds.unlabeled.x.dtype == np.int64 and ds.unlabeled.x.shape[1] == ds.train.x.shape[1]
+    assert len(ds.unlabeled.y) == 36 and prep.params["tokenizer.used.source"] == "trained on the 72 train-split documents"
+
+
 # ---- the text models ---------------------------------------------------------------------------------------------
 
 def _tokenized(tmp_path, *overrides: str):
