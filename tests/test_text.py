@@ -356,6 +356,19 @@ def test_a_missing_corpus_names_the_one_command_that_gets_it(tmp_path, dataset, 
         sources.load(cfg.dataset, cfg.split, 0)
 
 
+@pytest.mark.parametrize("overrides,says", [
+    (["dataset=language_id", "dataset.languages=[english,klingon]"],
+     r"dataset.languages: 'klingon' has no Debian word list here; choose among english, british, "),
+    (["dataset=spam_assassin", "dataset.groups=[easy-ham-1,spam-3]"],
+     r"dataset.groups=\['easy-ham-1', 'spam-3'\]: 'spam-3' is not a group of the corpus; the groups are easy-ham-1,"),
+    (["dataset=spam_assassin", "dataset.groups=[easy-ham-1,hard-ham-1]"], r"it needs a ham group and a spam group"),
+])
+def test_a_corpus_option_it_does_not_have_is_named_with_those_it_has(tmp_path, overrides, says):
+    cfg = make_cfg(*overrides, f"dataset.root={tmp_path}")
+    with pytest.raises(UserError, match=says):
+        sources.load(cfg.dataset, cfg.split, 0)
+
+
 def test_bad_text_input_on_the_command_line_is_one_error_line_and_no_run_left_running(tmp_path):
     from mlflow.tracking import MlflowClient
 

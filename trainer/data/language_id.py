@@ -67,6 +67,10 @@ def read_list(path: Path) -> list[str]:
 def load_language_id(cfg: DictConfig, seed: int) -> Source:
     """Words (documents) and their language (class), the classes in the order of dataset.languages."""
     languages = list(cfg.languages)
+    unknown = [lang for lang in languages if lang not in LISTS]
+    if unknown:
+        raise UserError(f"dataset.languages: {', '.join(map(repr, unknown))} has no Debian word list here; choose "
+                        f"among {', '.join(LISTS)}.")
     root = Path(cfg.root)
     missing = [lang for lang in languages if not (root / LISTS[lang][1]).is_file()]
     if missing:

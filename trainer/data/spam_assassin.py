@@ -91,8 +91,13 @@ def body(message: str) -> str:
 
 def load_spam_assassin(cfg: DictConfig) -> Source:
     """The chosen groups' messages as documents (ham 0, spam 1), exact duplicate bodies dropped when asked."""
-    found = locate(Path(cfg.root).expanduser())
     wanted = set(cfg.groups)
+    unknown = sorted(wanted - set(GROUPS))
+    if unknown or {GROUPS[g] for g in wanted} != set(CLASSES):
+        raise UserError(f"dataset.groups={list(cfg.groups)}: " + (
+            f"{', '.join(map(repr, unknown))} is not a group of the corpus" if unknown else
+            "it needs a ham group and a spam group") + f"; the groups are {', '.join(GROUPS)}.")
+    found = locate(Path(cfg.root).expanduser())
     texts, labels, seen, dropped = [], [], set(), 0
     for group, message in messages(found):
         if group not in wanted:
