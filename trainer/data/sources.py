@@ -77,7 +77,7 @@ def _spam_assassin(cfg: DictConfig, seed: int) -> Source:
 def _language_id(cfg: DictConfig, seed: int) -> Source:
     from trainer.data.language_id import load_language_id
 
-    return load_language_id(cfg, seed)
+    return load_language_id(cfg)
 
 
 def _dna_splice(cfg: DictConfig, seed: int) -> Source:
