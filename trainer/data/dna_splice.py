@@ -5,7 +5,7 @@ mlbench's DNA.rda holds 3,186 rows of 180 binary indicators and a Class factor (
 per nucleotide, A = 100, C = 010, G = 001, T = 000, which are decoded back to 60-letter strings (the ei class then
 shows the GT donor consensus at positions 31-32, the ie class the AG acceptor at 29-30). Rows 1-2,000 are StatLog's
 training set and rows 2,001-3,186 its test set (Michie, Spiegelhalter & Taylor 1994, "Machine Learning, Neural and
-Statistical Classification", section 9.5.3). The R data file is read by PyPI's rdata; the .deb that
+Statistical Classification", the DNA dataset). The R data file is read by PyPI's rdata; the .deb that
 `apt-get download r-cran-mlbench` fetches is read in place (an ar archive holding data.tar.xz), so R is never
 installed.
 """

@@ -65,8 +65,8 @@ def transformer(in_shape: Sequence[int], num_classes: int, vocabulary: Vocabular
         if rows < vocabulary.size:
             raise UserError(f"model.pretrained={pretrained} has {rows} token embeddings, fewer than the tokenizer's "
                             f"{vocabulary.size} tokens: use tokenizer=pretrained (the model's own).")
-        log.info("model.pretrained=%s: %d classes; %s", pretrained, num_classes,
-                 "its classification head is new (trained from scratch)")
+        log.info("model.pretrained=%s loaded for %d classes (a classification head of another size, or none, is "
+                 "initialised fresh)", pretrained, num_classes)
     else:
         settings = dict(config or {})
         kind = settings.pop("model_type", "bert")
