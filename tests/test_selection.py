@@ -1,6 +1,6 @@
 """Which weights a run ends with, and how much training it gets: the monitored metric (val/balanced_ce among
-them), trainer.patience=null keeping the last epoch, and trainer.steps holding the number of optimizer steps equal
-whatever the train split's size."""
+them), trainer.keep (the best epoch or the last), trainer.patience=null (no early stopping), and trainer.steps
+holding the number of optimizer steps equal whatever the train split's size."""
 from __future__ import annotations
 
 import pytest
@@ -29,18 +29,19 @@ def test_balanced_ce_is_the_mean_over_classes_of_each_class_mean_cross_entropy()
     assert absent["balanced_ce"] == pytest.approx(float((ce[:3].mean() + ce[3]) / 2))
 
 
-def test_the_monitor_picks_the_epoch_and_patience_null_keeps_the_last_one(run_cfg, store):
-    kept = run(run_cfg("trainer.epochs=6", "trainer.patience=null", "trainer.monitor=val/balanced_ce"))
-    ce = _history(store, kept.run_id, "val/ce")
-    assert kept.kept_epoch == kept.epochs_run == 6 and kept.val["ce"] == pytest.approx(ce[-1])  # the last epoch's
-    balanced = _history(store, kept.run_id, "val/balanced_ce")
-    assert kept.best_epoch == 1 + balanced.index(min(balanced))
-    assert MlflowClient(store).get_run(kept.run_id).data.metrics["kept/epoch"] == 6
+def test_the_monitor_picks_the_epoch_and_keep_says_which_weights_are_scored(run_cfg, store):
+    last = run(run_cfg("trainer.epochs=6", "trainer.patience=null", "trainer.keep=last",
+                       "trainer.monitor=val/balanced_ce", "optim.lr=0.05"))
+    ce = _history(store, last.run_id, "val/ce")
+    assert last.kept_epoch == last.epochs_run == 6 and last.val["ce"] == pytest.approx(ce[-1])  # the last epoch's
+    balanced = _history(store, last.run_id, "val/balanced_ce")
+    assert last.best_epoch == 1 + balanced.index(min(balanced))
+    assert MlflowClient(store).get_run(last.run_id).data.metrics["kept/epoch"] == 6
 
-    best = run(run_cfg("trainer.epochs=6", "trainer.patience=6", "trainer.monitor=val/balanced_accuracy",
-                       "optim.lr=0.05"))
+    best = run(run_cfg("trainer.epochs=6", "trainer.patience=null", "trainer.monitor=val/balanced_accuracy",
+                       "optim.lr=0.05"))  # no early stopping, the best epoch kept (trainer.keep's default)
     accuracy = _history(store, best.run_id, "val/balanced_accuracy")
-    assert best.best_epoch == best.kept_epoch == 1 + accuracy.index(max(accuracy))
+    assert best.epochs_run == 6 and best.best_epoch == best.kept_epoch == 1 + accuracy.index(max(accuracy))
     assert best.val["balanced_accuracy"] == pytest.approx(max(accuracy))  # the best epoch's weights, restored
 
 
@@ -54,7 +55,8 @@ def test_a_step_budget_trains_that_many_steps_whatever_the_train_split_size(run_
     assert len(_history(store, small.run_id, "train/ce")) == small.epochs_run
 
 
-@pytest.mark.parametrize("override", ["trainer.steps=0", "trainer.steps=1.5", "trainer.monitor=val/balanced"])
+@pytest.mark.parametrize("override", ["trainer.steps=0", "trainer.steps=1.5", "trainer.monitor=val/balanced",
+                                      "trainer.keep=first"])
 def test_bad_budgets_and_monitors_are_refused(run_cfg, override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         validate(run_cfg(override))

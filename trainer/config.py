@@ -86,7 +86,9 @@ def validate(cfg: DictConfig) -> None:
         if not torch.cuda.is_available():
             raise UserError("trainer.device=cuda, but torch sees no CUDA device here. Use trainer.device=auto or cpu.")
     _check(cfg, "trainer.patience", lambda v: v is None or (_is_int(v) and v >= 1),
-           "null (no early stopping: the last epoch's weights are kept) or an integer >= 1")
+           "null (no early stopping) or an integer >= 1")
+    _check(cfg, "trainer.keep", lambda v: v in ("best", "last"),
+           "best (the weights of the epoch trainer.monitor liked best) or last (of the last epoch trained)")
     _check(cfg, "trainer.monitor", lambda v: isinstance(v, str) and v.removeprefix("val/") in MONITORS,
            "one of " + " | ".join(f"val/{m}" for m in MONITORS))
     _check(cfg, "trainer.min_delta", lambda v: _is_num(v) and v >= 0, "a number >= 0")

@@ -158,7 +158,7 @@ def fit(cfg: DictConfig, record: RunRecord, built: Built, prep: Prepared, setup:
         tensors(prep, setup.device, "unlabeled")[0].x, cfg.ssl.warmup_epochs, cfg.ssl.threshold)
     fit_cfg = FitConfig(epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, patience=cfg.trainer.patience,
                         min_delta=cfg.trainer.min_delta, monitor=cfg.trainer.monitor.removeprefix("val/"),
-                        steps=cfg.trainer.get("steps"),
+                        steps=cfg.trainer.get("steps"), keep=cfg.trainer.get("keep", "best"),
                         l1=cfg.regularization.l1, l2=cfg.regularization.l2, grad_clip=cfg.trainer.grad_clip,
                         balanced_batches=prep.balanced_batches)
     parts = dict(model=built.model, optimizer=built.optimizer, loss_fn=built.loss_fn,

@@ -228,13 +228,17 @@ def restore(resumed: Resume, device: Any, **parts: Any) -> LoopState | None:
     return state
 
 
+# Settings added to the harness after runs were first logged, with the value that does what runs before them did
+ADDED = {"trainer.steps": "None", "trainer.keep": "best"}
+
+
 def config_diff(stored: DictConfig, cfg: DictConfig) -> list[str]:
     """`key: old -> new` for every setting that differs, except those in MAY_DIFFER. A setting the stored config
-    lacks that is null now is no difference: it was added to the harness since the run started, and null (its
-    default) keeps the behaviour the run had (trainer.steps)."""
+    lacks is no difference when it is null now, or has the value ADDED names: it was added to the harness since the
+    run started, and that value keeps the behaviour the run had."""
     old, new = flatten(stored), flatten(cfg)
     keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(MAY_DIFFER)
-                  and not (k not in old and new.get(k) == "None"))
+                  and not (k not in old and new.get(k) in ("None", ADDED.get(k))))
     return [f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}" for k in keys if old.get(k) != new.get(k)]
 
 

@@ -34,12 +34,12 @@ LOG_EVERY_S = 1.0
 class FitConfig:
     epochs: int
     batch_size: int
-    patience: int | None = None  # epochs without an improvement of `monitor` before stopping and restoring the best
-    #                              epoch's weights; None: never stop early, keep the last epoch's weights
+    patience: int | None = None  # epochs without an improvement of `monitor` before stopping; None: never stop early
     min_delta: float = 0.0
     monitor: str = "ce"  # the val metric that picks the best epoch and stops early: ce, balanced_ce, loss, ece
     #                      (lower is better) or accuracy, balanced_accuracy, macro_f1 (higher is better)
     steps: int | None = None  # a budget of optimizer steps instead of `epochs` (the last epoch may be partial)
+    keep: str = "best"  # the weights fit ends with: "best" (the epoch `monitor` liked best) or "last"
     l1: float = 0.0
     l2: float = 0.0
     grad_clip: float | None = None  # max total gradient norm; None: no clipping
@@ -219,8 +219,8 @@ def fit(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, 
         save: Callable[[LoopState, bool], None] = lambda state, final: None,
         stop: Callable[[], bool] = lambda: False, pseudo: ssl.PseudoLabeling | None = None) -> FitResult:
     """Train for cfg.epochs, or cfg.steps optimizer steps (the last epoch then stops part-way), or until val
-    `cfg.monitor` has not improved for cfg.patience epochs; with patience, end with the best epoch's weights, without
-    (patience None) with the last epoch's.
+    `cfg.monitor` has not improved for cfg.patience epochs (None: never stop early); end with the weights of the
+    epoch the monitor liked best (cfg.keep="best") or of the last epoch trained (cfg.keep="last").
 
     on_epoch(epoch, metrics) receives, once per epoch (1-based), train/ and val/ metrics, lr and train/steps (the
     optimizer steps so far; and ssl/pseudo_labels when pseudo, the unlabeled pool of ssl=pseudo_label, is given).
@@ -250,7 +250,7 @@ def _fit_epochs(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
                 save: Callable[[LoopState, bool], None], stop: Callable[[], bool],
                 pseudo: ssl.PseudoLabeling | None, bar: Any) -> FitResult:
     logging_epochs = log.isEnabledFor(logging.INFO)
-    keep_best = cfg.patience is not None  # without early stopping the last epoch's weights are kept
+    keep_best = cfg.keep == "best"
     planned = planned_epochs(cfg, len(train.y))
     last_line = -math.inf
     epoch = s.epoch
@@ -302,7 +302,7 @@ def _fit_epochs(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
 def _result(s: LoopState, cfg: FitConfig, interrupted: bool = False) -> FitResult:
     best_ce = next((h["val/ce"] for h in s.history if h["epoch"] == s.best_epoch), math.inf)
     spent = s.epoch >= cfg.epochs if cfg.steps is None else s.steps >= cfg.steps
-    kept = s.best_epoch if cfg.patience is not None and s.best_weights is not None else s.epoch
+    kept = s.best_epoch if cfg.keep == "best" and s.best_weights is not None else s.epoch
     return FitResult(epochs_run=s.epoch, best_epoch=s.best_epoch, best_val_ce=best_ce,
                      stopped_early=s.done and not spent, steps=s.steps, kept_epoch=kept, seconds=s.seconds,
                      interrupted=interrupted, history=s.history)
