@@ -86,7 +86,8 @@ def hf_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ba
 
 def harness_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
                          steps: int) -> list[float]:
-    """Seconds per optimizer step of the harness's training path (train_epoch), over epochs of `steps` steps."""
+    """Seconds of each optimizer step of the harness's training path (train_epoch), measured as the Trainer's are:
+    the interval between two steps' ends (train_epoch asks stop() after every step)."""
     from trainer.models.losses import build_loss
     from trainer.models.optim import build_optimizer
     from trainer.train.loop import FitConfig, train_epoch
@@ -96,9 +97,9 @@ def harness_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     cfg = FitConfig(epochs=1, batch_size=batch_size)
     part = Tensors(x[:steps * batch_size], y[:steps * batch_size])
     generator = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
-    train_epoch(model, loss_fn, optimizer, part, cfg, generator, 1)
-    return [(time.perf_counter() - start) / steps]
+    ends: list[float] = []
+    train_epoch(model, loss_fn, optimizer, part, cfg, generator, 1, stop=lambda: ends.append(time.perf_counter()))
+    return [b - a for a, b in zip(ends, ends[1:])]
 
 
 def case_transformer(device: str, repeats: int, workdir: Path, scale: float = 1.0) -> list[Row]:
@@ -114,7 +115,7 @@ def case_transformer(device: str, repeats: int, workdir: Path, scale: float = 1.
         h = harness_step_seconds(copy.deepcopy(base), x, y, 32, steps)
         t = hf_step_seconds(copy.deepcopy(base).model, x, y, 32, steps, workdir, decay)
         if r:
-            harness += h
+            harness.append(statistics.median(h))
             hf.append(statistics.median(t))
     return [Row("transformer", f"bert 2x64, {len(y):,} documents of 16..128 tokens, batch 32: per step",
                 statistics.median(harness), statistics.median(hf), unit="s/step",
