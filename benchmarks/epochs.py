@@ -48,6 +48,7 @@ class Setup:
     yv: torch.Tensor
     classes: list[str]
     batch_size: int
+    vocabulary: object = None  # text models: the Vocabulary of the token ids
 
 
 def harness_epochs(model, x, y, xv, yv, classes: list[str], batch_size: int, epochs: int, seed: int,
@@ -76,7 +77,8 @@ def per_epoch_case(case: str, what: str, setup: Setup, epochs: int, repeats: int
     in_shape, n_cls = tuple(setup.x.shape[1:]), len(setup.classes)
     # Both loops get the same model: with --precision bf16 (or channels-last convolutions on CUDA) that is the
     # trainer's Accelerated wrapper, as a careful hand-written loop would autocast too.
-    base = accelerate(build_model(setup.model_name, in_shape, n_cls, seed=0).to(setup.x.device),
+    base = accelerate(build_model(setup.model_name, in_shape, n_cls, seed=0, vocabulary=setup.vocabulary)
+                      .to(setup.x.device),
                       OmegaConf.create({"precision": precision}), setup.x.device)
     h_times, b_times, fixed = [], [], []
     for r in range(repeats + 1):  # round 0 warms up caches, allocator and lazy imports of both

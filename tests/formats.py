@@ -1,7 +1,8 @@
 """Small datasets written in the real file formats the loaders read: MNIST's IDX files, CIFAR-10's pickled
-batches, an ImageFolder tree of PNGs, CSV and parquet tables.
+batches, an ImageFolder tree of PNGs, CSV and parquet tables, texts (tables and load_files folders).
 
-Each image carries a bright square whose place depends on its class, so a short training run can learn it.
+Each image carries a bright square whose place depends on its class, and each text words its class favours, so a
+short training run can learn them.
 """
 from __future__ import annotations
 
@@ -111,3 +112,48 @@ def table(n_per_class: int = 50, seed: int = 0):
         "colour": rng.choice(["red", "green", "blue"], len(k)),
         "species": species,
     }).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+TEXT_WORDS = {"ham": "meeting project report schedule lunch team review code tomorrow thanks".split(),
+              "spam": "free money win prize click offer cheap deal cash bonus urgent".split(),
+              "news": "election market weather sport minister league storm council".split()}
+
+
+def documents(counts: dict[str, int], seed: int = 0) -> tuple[list[str], list[str]]:
+    """Documents and their classes: 5 to 60 words, 70% from the class's own words, the rest from all classes'."""
+    rng = np.random.default_rng(seed)
+    every = [w for words in TEXT_WORDS.values() for w in words]
+    texts, labels = [], []
+    for label, n in counts.items():
+        for _ in range(n):
+            size = int(rng.integers(5, 60))
+            own = rng.random(size) < 0.7
+            texts.append(" ".join(str(rng.choice(TEXT_WORDS[label])) if o else str(rng.choice(every)) for o in own))
+            labels.append(label)
+    order = rng.permutation(len(texts))
+    return [texts[i] for i in order], [labels[i] for i in order]
+
+
+def write_text_table(path: Path, counts: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """A table of documents (column `text`) and classes (column `label`), in the format its suffix names."""
+    import pandas as pd
+
+    texts, labels = documents(counts or {"ham": 90, "spam": 30}, seed)
+    frame = pd.DataFrame({"text": texts, "label": labels})
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
+    return path
+
+
+def write_text_folder(root: Path, counts: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """scikit-learn's load_files layout: root/<class>/<n>.txt."""
+    texts, labels = documents(counts or {"ham": 40, "spam": 20}, seed)
+    for i, (text, label) in enumerate(zip(texts, labels)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i:04d}.txt").write_text(text, encoding="utf-8")
+    return root

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 
 
@@ -26,6 +28,22 @@ def test_the_benchmark_runs_every_cpu_case_and_writes_its_figures(tmp_path):
     for case in cases:
         assert case in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # no mlruns/ or outputs/ left behind
+
+
+@pytest.mark.slow  # a minute: transformers' Trainer set up twice, the text CNN on 256-token documents
+def test_the_text_cases_time_the_text_models_the_transformer_against_its_trainer_and_tokenizing(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--scale", "0.005", "--epochs", "2",
+                           "--repeats", "1", "--cases", "text,transformer,tokenize", "--json", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["case"], r["unit"]) for r in rows] == [("text", "s/epoch"), ("text", "s/epoch"),
+                                                      ("transformer", "s/step"), ("tokenize", "docs/s"),
+                                                      ("tokenize", "share")]
+    assert [r["what"].split(",")[0] for r in rows[:3]] == ["ngram_bag", "text_cnn", "bert 2x64"]
+    assert all(r["harness"] > 0 and r["bare"] > 0 for r in rows[:3]) and 0 < rows[4]["harness"] < 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
 
 
 def test_the_benchmark_refuses_cuda_without_a_gpu_and_unknown_cases():

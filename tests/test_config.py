@@ -26,14 +26,19 @@ def test_groups_of_the_design_are_present():
         assert make_cfg()[group].name == option, f"default of {group} should be {option}"
 
 
-# Options that cannot run without a setting of the user's (their file or folder).
+# Options that cannot run without a setting of the user's (their file or folder), or outside text data.
+TEXT = ["dataset=spam_assassin"]
 REQUIRED = {("dataset", "csv"): ["dataset.path=my.csv", "dataset.target=label"],
-            ("dataset", "image_folder"): ["dataset.path=pets/"]}
+            ("dataset", "image_folder"): ["dataset.path=pets/"], ("dataset", "text"): ["dataset.path=mail.csv"],
+            ("model", "ngram_bag"): TEXT, ("model", "text_cnn"): TEXT, ("model", "transformer"): TEXT,
+            ("tokenizer", "wordpiece"): TEXT, ("tokenizer", "bpe"): TEXT, ("tokenizer", "char"): TEXT,
+            ("tokenizer", "pretrained"): TEXT + ["model=transformer", "model.pretrained={folder}"]}
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)
-def test_every_option_composes_and_validates(group, option):
-    cfg = make_cfg(f"{group}={option}", *REQUIRED.get((group, option), []))
+def test_every_option_composes_and_validates(group, option, tmp_path):
+    (tmp_path / "config.json").write_text("{}")  # a save_pretrained folder, as far as validation looks
+    cfg = make_cfg(f"{group}={option}", *(o.format(folder=tmp_path) for o in REQUIRED.get((group, option), [])))
     assert cfg[group].name == option
     validate(cfg)
 

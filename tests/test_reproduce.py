@@ -150,7 +150,8 @@ def test_bad_reproduce_settings_are_refused_by_name(bad, key):
 @pytest.mark.parametrize("key,secret", [
     ("password", True), ("db.api_token", True), ("aws_secret_access_key", True), ("apiKey", True),
     ("ssh_key", True), ("key", True), ("credentials", True), ("k_neighbors", False), ("monkey", False),
-    ("keyboard_layout", False), ("sampling_strategy", False)])
+    ("keyboard_layout", False), ("sampling_strategy", False), ("hf_token", True), ("tokenizer", False),
+    ("tokenizer.max_length", False)])
 def test_secret_looking_keys(key, secret):
     assert is_secret(key) == secret
 

@@ -18,8 +18,9 @@ from trainer.errors import ConfigError, UserError
 log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # tracking may carry keys for MLflow plugins (a token): recorded masked, not read; hydra is Hydra's own node, present
-# in a config composed by a sweeper (load_sweep_config) and checked by Hydra itself
-FREE_PREFIXES = ("tracking.", "hydra.")
+# in a config composed by a sweeper (load_sweep_config) and checked by Hydra itself; model.config is a transformers
+# config (AutoConfig.for_model), which takes any of its models' settings
+FREE_PREFIXES = ("tracking.", "hydra.", "model.config.")
 READ_WITH_DEFAULT = ("dataset.augment",)  # read by every image dataset, declared only by those that augment by default
 SEED_LIMIT = 2 ** 32  # numpy's seeds (split, imbalance, noise, resampling) are 0 <= seed < 2**32
 # Settings added after runs were first logged, with the value (as a logged param) that does what runs without it did:
@@ -153,6 +154,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_model(cfg)
     _validate_dataset(cfg)
     _validate_folds(cfg)
+    _validate_text(cfg)
 
 
 def _is_widths(v: Any, allow_empty: bool) -> bool:
@@ -186,6 +188,9 @@ def _validate_folds(cfg: DictConfig) -> None:
     dataset = _get(cfg, "dataset.name")
     if dataset in ("mnist", "fashion_mnist", "cifar10"):
         raise ConfigError("split.folds", folds, f"null for dataset={dataset}, which has its own official test set")
+    if dataset == "dna_splice" and _get(cfg, "dataset.statlog_split"):
+        raise ConfigError("split.folds", folds, "null with dataset.statlog_split=true (StatLog's published test set); "
+                          "set dataset.statlog_split=false to cross-validate")
 
 
 def _is_names(v: Any) -> bool:
@@ -480,3 +485,134 @@ def _chosen_options(overrides: list, groups: set[str]) -> dict[str, str | None]:
         if option:
             chosen |= {g: v for g, v in _defaults_of(f"{group}/{option}").items() if g not in given}
     return chosen
+
+
+# --- text: datasets, tokenizers, text models, and what they need installed -------------------------------------
+
+TEXT_DATASETS = ("text", "spam_assassin", "language_id", "dna_splice")
+TEXT_MODELS = ("ngram_bag", "text_cnn", "transformer")
+# imblearn samplers that repeat or drop whole samples at random: the only ones that apply to documents
+WHOLE_SAMPLE_SAMPLERS = ("RandomOverSampler", "RandomUnderSampler")
+ENCODING_ERRORS = ("strict", "replace", "ignore", "backslashreplace")  # Python's codec error handlers
+TEXT_EXTRA = 'pip install -e ".[text]"'
+
+
+def _needs(module: str, what: str) -> None:
+    """UserError naming the text extra when `module` (a package of that extra) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{what} needs the text extra ({module} is not installed): {TEXT_EXTRA}")
+
+
+def _is_pos_int(v: Any) -> bool:
+    return _is_int(v) and v >= 1
+
+
+def _validate_text(cfg: DictConfig) -> None:
+    """Text datasets go with text models and a tokenizer, other data with neither; the text extra is installed; the
+    text settings are in range; a pretrained model can be found (before any work)."""
+    dataset, model, tokenizer = _get(cfg, "dataset.name"), _get(cfg, "model.name"), _get(cfg, "tokenizer.name")
+    if dataset not in TEXT_DATASETS:
+        if model in TEXT_MODELS:
+            raise ConfigError("model", model, f"a model of images or features for dataset={dataset}: mlp, logreg, cnn "
+                              f"or resnet18 ({', '.join(TEXT_MODELS)} read the text datasets: "
+                              f"{', '.join(TEXT_DATASETS)})")
+        if tokenizer is not None:
+            raise ConfigError("tokenizer", tokenizer, f"left out for dataset={dataset}, which is not text")
+        return
+    if model not in TEXT_MODELS:
+        raise ConfigError("model", model, f"a text model for dataset={dataset}, which gives token ids: "
+                          f"{' | '.join(TEXT_MODELS)}, e.g. model=ngram_bag")
+    if tokenizer is None:
+        raise ConfigError("tokenizer", tokenizer, f"one of wordpiece | bpe | char | pretrained for dataset={dataset}")
+    _needs("tokenizers", f"dataset={dataset}")
+    if dataset == "dna_splice":
+        _needs("rdata", "dataset=dna_splice")
+    if model == "transformer" or tokenizer == "pretrained":
+        _needs("transformers", "model=transformer" if model == "transformer" else "tokenizer=pretrained")
+    _validate_text_settings(cfg, dataset, model, tokenizer)
+    pretrained = _get(cfg, "model.pretrained") if model == "transformer" else None
+    if pretrained and tokenizer != "pretrained":
+        raise ConfigError("tokenizer", tokenizer, f"pretrained with model.pretrained={pretrained}: a pretrained model "
+                          "reads the ids of its own vocabulary; add tokenizer=pretrained")
+    if tokenizer == "pretrained":
+        name = _get(cfg, "tokenizer.pretrained")
+        if not name:
+            raise ConfigError("tokenizer.pretrained", name, "a hub name or a folder (by default model.pretrained's): "
+                              "set model=transformer model.pretrained=NAME, or choose tokenizer=wordpiece")
+        check_pretrained(str(name))
+    sampler = str(_get(cfg, "resampling.sampler._target_") or "")
+    if sampler and sampler.rsplit(".", 1)[-1] not in WHOLE_SAMPLE_SAMPLERS:
+        raise ConfigError("resampling", _get(cfg, "resampling.name"), "oversample, undersample, balanced_sampler or "
+                          "none on text: they repeat or drop whole documents, while smote and the other samplers "
+                          "make or pick samples in a feature space, which documents are not (docs/text.md#resampling)")
+
+
+def _validate_text_settings(cfg: DictConfig, dataset: str, model: str, tokenizer: str) -> None:
+    if tokenizer in ("wordpiece", "bpe"):
+        _check(cfg, "tokenizer.vocab_size", lambda v: _is_int(v) and v >= 300,
+               "an integer >= 300 (bpe starts from 256 bytes), e.g. tokenizer.vocab_size=8000")
+    if tokenizer in ("wordpiece", "bpe", "char"):
+        _check(cfg, "tokenizer.min_frequency", _is_pos_int, "an integer >= 1")
+        _check(cfg, "tokenizer.lowercase", lambda v: isinstance(v, bool), "true or false")
+    _check(cfg, "tokenizer.max_length", lambda v: _is_int(v) and v >= 2, "an integer >= 2 (tokens per document)")
+    if dataset == "text":
+        _check(cfg, "dataset.path", lambda v: isinstance(v, str) and v != "",
+               "a table (.csv, .tsv, .parquet, .jsonl) or a folder of class sub-folders, e.g. dataset.path=mail.csv")
+        for key in ("dataset.text", "dataset.target", "dataset.encoding"):
+            _check(cfg, key, lambda v: isinstance(v, str) and v != "", "a name, e.g. " + {
+                "dataset.text": "dataset.text=body", "dataset.target": "dataset.target=label",
+                "dataset.encoding": "dataset.encoding=latin-1"}[key])
+        _check(cfg, "dataset.encoding_errors", lambda v: v in ENCODING_ERRORS, "one of " + " | ".join(ENCODING_ERRORS))
+    elif dataset == "spam_assassin":
+        for key in ("dataset.headers", "dataset.drop_duplicates"):
+            _check(cfg, key, lambda v: isinstance(v, bool), "true or false")
+        _check(cfg, "dataset.groups", lambda v: isinstance(v, (list, ListConfig)) and len(v) > 0,
+               "a list of the corpus's groups, e.g. [easy-ham-1,spam-1]")
+    elif dataset == "language_id":
+        _check(cfg, "dataset.languages", lambda v: isinstance(v, (list, ListConfig)) and len(set(v)) == len(v) >= 2,
+               "a list of two or more distinct languages, e.g. [english,german,irish]")
+        _check(cfg, "dataset.fraction", lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1], e.g. 0.1")
+        _check(cfg, "dataset.shared_words", lambda v: v in ("drop", "keep"), "drop or keep")
+    elif dataset == "dna_splice":
+        _check(cfg, "dataset.statlog_split", lambda v: isinstance(v, bool), "true or false")
+    if model == "ngram_bag":
+        for key in ("model.dim", "model.word_ngrams", "model.buckets"):
+            _check(cfg, key, _is_pos_int, "an integer >= 1")
+    elif model == "text_cnn":
+        _check(cfg, "model.dim", _is_pos_int, "an integer >= 1")
+        _check(cfg, "model.channels", _is_pos_int, "an integer >= 1")
+        _check(cfg, "model.kernel_sizes", lambda v: isinstance(v, (list, ListConfig)) and len(v) > 0 and all(
+            _is_pos_int(k) for k in v), "a list of window widths >= 1, e.g. [3,4,5]")
+    elif model == "transformer":
+        _check(cfg, "model.pretrained", lambda v: v is None or (isinstance(v, str) and v != ""),
+               "null (a random model from model.config) or a hub name or folder, e.g. distilbert-base-uncased")
+
+
+def check_pretrained(name: str) -> None:
+    """UserError unless `name` is a folder or a hub model whose config.json the Hugging Face hub gives (or its cache,
+    under HF_HUB_OFFLINE=1): fetched here, before any work, rather than after the data are prepared."""
+    if Path(name).expanduser().is_dir():
+        if not (Path(name).expanduser() / "config.json").is_file():
+            raise UserError(f"model.pretrained={name}: the folder has no config.json; give a folder written by "
+                            "save_pretrained (or a hub name).")
+        return
+    from huggingface_hub import hf_hub_download  # light: no torch
+
+    try:
+        hf_hub_download(name, "config.json")
+    except Exception as e:  # noqa: BLE001 - offline, unknown repository, gated, network: one line for all
+        raise pretrained_unreachable(name, e) from e
+
+
+def pretrained_unreachable(name: str, error: Exception) -> UserError:
+    """The one line for a model.pretrained that cannot be had (offline, no such name, no such folder)."""
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE  # HF_HUB_OFFLINE as the library read it
+    why = ("HF_HUB_OFFLINE is set and it is not in the Hugging Face cache" if offline else
+           "it is no local folder, and the Hugging Face hub did not give it")
+    return UserError(f"model.pretrained={name}: {why} ({type(error).__name__}: {' '.join(str(error).split())[:200]}). "
+                     "Give a folder written by save_pretrained, or fetch it where there is internet (hf "
+                     f"download {name}) and copy the Hugging Face cache (HF_HOME) here.")

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -89,6 +91,7 @@ def reproduce(run_id: str, uri: str, allow_commit_mismatch: bool = False,
 
     from trainer.run import run
     from trainer.tracking.provenance import git_state
+    from trainer.tracking.resume import saved_tokenizer
 
     client = MlflowClient(uri)
     try:
@@ -110,7 +113,9 @@ def reproduce(run_id: str, uri: str, allow_commit_mismatch: bool = False,
               "the code as it is now.", file=sys.stderr)
     cfg = config_of(client, run_id, secrets)
     cfg.tracking.uri = uri
-    result = run(cfg, tags={"reproduces": run_id})
+    with tempfile.TemporaryDirectory() as tmp:  # a text run's tokenizer: the reproduction encodes with the original's
+        tokenizer = saved_tokenizer(client, run_id, Path(tmp)) if cfg.get("tokenizer") is not None else None
+        result = run(cfg, tags={"reproduces": run_id}, tokenizer=tokenizer)
     new = client.get_run(result.run_id)
     a, b = original.data.metrics, new.data.metrics
     rows = [Row(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if not k.startswith(IGNORED)]

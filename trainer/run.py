@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
@@ -53,14 +54,18 @@ class Setup:
     threads: int | None  # torch threads pinned by trainer.threads or by the run being resumed; None: chosen later
     threads_pinned_by: str
     trial: TrialHooks  # the Optuna trial this job runs (tags, per-epoch report); no-ops outside a search
+    tokenizer: Path | None = None  # a saved tokenizer.json to encode a text run with (reproduce's, a resumed run's)
 
 
-def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | None = None) -> RunResult:
+def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | None = None,
+        tokenizer: Path | None = None) -> RunResult:
     """Run the experiment cfg describes and return its run id and final metrics.
 
     tags: extra tags for the MLflow run (scripts/reproduce.py adds reproduces=<id>). With trainer.resume set, the
     interrupted run is continued from its last checkpoint instead of a new one started. job: how Hydra runs it
-    (main() passes the one it read; read here otherwise). The order of the steps is RunRecord's to keep.
+    (main() passes the one it read; read here otherwise). tokenizer: a text run's saved tokenizer.json to encode
+    with (scripts/reproduce.py passes the original's; a resumed run uses its own). The order of the steps is
+    RunRecord's to keep.
     """
     from trainer.data.prepare import prepared
     from trainer.evaluate import figure_worker
@@ -70,10 +75,10 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
     start = time.perf_counter()
     validate(cfg)
     job = hydra_job() if job is None else job
-    setup = set_up(cfg, job, tags)
+    setup = set_up(cfg, job, tags, tokenizer)
     with RunRecord.open(setup.opening) as record:
         record.log_start(cfg, setup.git, setup.device, setup.deterministic)
-        prep = prepared(cfg, shared=job.multirun)
+        prep = prepared(cfg, shared=job.multirun, tokenizer=setup.tokenizer)
         record.log_data(prep, cfg.dataset)
         built = build(cfg, prep.dataset, prep.class_counts["train_resampled"], setup.device, job.launcher,
                       setup.threads, setup.threads_pinned_by)
@@ -94,7 +99,8 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
     return out
 
 
-def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = None) -> Setup:
+def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = None,
+           tokenizer: Path | None = None) -> Setup:
     """The store and experiment (created if needed), the device, seeds, determinism and pinned threads, the
     interrupted run to continue (UserError if it cannot be), the Optuna trial this job runs, the run's name and tags.
     """
@@ -124,7 +130,8 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     opening = Opening(uri, experiment_id, mask_overrides(cfg.tracking.run_name or job.name or "defaults"), tags,
                       parent, resumed, job.output_dir)
     pinned_by = "trainer.threads" if cfg.trainer.get("threads") else "the run being resumed"
-    return Setup(opening, device, deterministic, git, threads, pinned_by, trial)
+    return Setup(opening, device, deterministic, git, threads, pinned_by, trial,
+                 tokenizer or (resumed.tokenizer if resumed else None))
 
 
 def monitor(cfg: DictConfig) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-PARTS = ("dataset", "split", "imbalance", "noise", "ssl", "resampling", "seed")
+PARTS = ("dataset", "split", "imbalance", "noise", "ssl", "tokenizer", "resampling", "seed")
 MAX_BYTES = 1 << 30  # beyond 1 GiB of arrays the oldest entries go (the newest is always kept)
 
 T = TypeVar("T")

@@ -1,10 +1,12 @@
 """The data a run trains on: load and split the dataset, then imbalance, label noise and withheld labels (ssl) on the
-train split only, standardisation with the statistics of those real train rows, and resampling of the train split."""
+train split only, standardisation with the statistics of those real train rows (texts: tokenization by a tokenizer
+fitted on them), and resampling of the train split."""
 from __future__ import annotations
 
 import contextlib
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -26,10 +28,14 @@ class Prepared:
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     balanced_batches: bool = False  # resampling=balanced_sampler: the loop draws class-balanced batches
+    tokenizer: Any = None  # text: the fitted tokenizers.Tokenizer (saved with the run by trainer.tracking.record)
 
 
-def prepare(cfg: DictConfig) -> Prepared:
-    """Load and split the dataset; imbalance, noise, withheld labels (ssl) and resampling on the train split only."""
+def prepare(cfg: DictConfig, tokenizer: Path | None = None) -> Prepared:
+    """Load and split the dataset; imbalance, noise, withheld labels (ssl) and resampling on the train split only.
+
+    tokenizer: a tokenizer.json saved by an earlier run (resume, reproduce) to encode texts with instead of fitting
+    one (trainer.data.tokenizer)."""
     seed = int(cfg.seed)
     with progress.step(f"data: loading dataset={cfg.dataset.name}"):
         ds = sources.load(cfg.dataset, cfg.split, seed)
@@ -46,6 +52,14 @@ def prepare(cfg: DictConfig) -> Prepared:
     if unlabeled is not None:
         counts["train_labeled"] = train.counts(n)
     ds = replace(ds, train=train, unlabeled=unlabeled)
+    tokenized = None
+    if ds.text:  # documents become token ids; the tokenizer sees the train split only
+        from trainer.data.tokenizer import tokenize
+
+        with progress.step(f"data: tokenizer={cfg.tokenizer.name} on {len(train.y):,} train documents"):
+            tokenized = tokenize(ds, unlabeled, cfg.tokenizer, tokenizer)
+        ds = replace(tokenized.dataset, unlabeled=tokenized.unlabeled)
+        metrics |= tokenized.metrics
     # scaled before resampling, with statistics of the real train rows, as scikit-learn and imbalanced-learn
     # pipelines do: SMOTE's neighbours are then found in standardised units, not in each column's raw units
     if ds.tabular:
@@ -54,20 +68,22 @@ def prepare(cfg: DictConfig) -> Prepared:
         ds = replace(ds, pixel_stats=channel_stats(ds.train.x))
     with (progress.step(f"data: resampling={cfg.resampling.name} of {len(ds.train.y):,} train samples")
           if cfg.resampling.name != "none" else contextlib.nullcontext()):
-        res = resampling.apply(ds.train, cfg.resampling, ds.classes, seed, ds.categorical)
+        res = resampling.apply(ds.train, cfg.resampling, ds.classes, seed, ds.categorical, text=ds.text)
     # balanced_sampler keeps the split but draws balanced batches: the loss sees the counts the model trains on
     counts["train_resampled"] = (resampling.balanced_counts(res.train.counts(n)) if res.balanced_batches
                                  else res.train.counts(n))
     counts["val"], counts["test"] = ds.val.counts(n), ds.test.counts(n)
     metrics |= res.metrics
-    return Prepared(replace(ds, train=res.train), counts, res.params, metrics, res.balanced_batches)
+    params = ds.notes | res.params | (tokenized.params if tokenized else {})
+    return Prepared(replace(ds, train=res.train), counts, params, metrics, res.balanced_batches,
+                    tokenized and tokenized.tokenizer)
 
 
-def prepared(cfg: DictConfig, shared: bool) -> Prepared:
+def prepared(cfg: DictConfig, shared: bool, tokenizer: Path | None = None) -> Prepared:
     """prepare(cfg); with shared (a multirun's job), reused from an earlier job of this process that prepared the
-    same data (trainer.data.cache)."""
-    if not shared:
-        return prepare(cfg)
+    same data (trainer.data.cache). tokenizer: see prepare (never shared)."""
+    if not shared or tokenizer is not None:
+        return prepare(cfg, tokenizer)
     prep, reused = cache.cached(cfg, prepare)
     if reused:
         log.info("data: prepared by an earlier job of this process, reused")

@@ -8,6 +8,12 @@ near_miss, balanced_sampler; their neighbour searches see the 0/1 columns as num
 resampling=smote becomes imblearn's SMOTENC (SMOTEN when every column is categorical), which gives a new row the
 most frequent category of its neighbours, so categories stay whole; the other samplers that make new rows by
 interpolation (adasyn, borderline_smote, smote_tomek, smote_enn) are refused with a UserError.
+
+Texts (token ids): only the samplers that pick or drop whole documents at random (oversample, undersample) and
+balanced_sampler apply, on the documents' indices. The others need feature vectors, and a new vector made between
+two documents is no document the models can read; in a TF-IDF space SMOTE matched random over-sampling on
+SpamAssassin (scripts/smote_on_text.py, docs/text.md), as Blagus & Lusa (BMC Bioinformatics 2013) found for
+high-dimensional data, so trainer.config refuses them on text before any work.
 """
 from __future__ import annotations
 
@@ -204,16 +210,34 @@ def decode(z: np.ndarray, blocks: tuple[tuple[int, int], ...], width: int) -> np
     return x
 
 
+# The samplers that pick or drop whole samples at random, without a feature space: all that texts admit.
+WHOLE_SAMPLES = ("RandomOverSampler", "RandomUnderSampler")
+
+
+def resample_indices(train: Split, sampler: Any, name: str) -> Resampled:
+    """A sampler of WHOLE_SAMPLES run on the samples' indices, so any x (token ids, documents) is kept as it is."""
+    if type(sampler).__name__ not in WHOLE_SAMPLES:
+        raise UserError(f"resampling={name}: {type(sampler).__name__} needs feature vectors, which documents are not: "
+                        "use resampling=oversample, undersample or balanced_sampler on text.")
+    start = time.perf_counter()
+    index, y = sampler.fit_resample(np.arange(len(train.y)).reshape(-1, 1), train.y)
+    return Resampled(Split(train.x[index[:, 0]], y.astype(np.int64)),
+                     metrics={"time/resample_s": time.perf_counter() - start})
+
+
 def apply(train: Split, cfg: DictConfig, classes: list[str], seed: int,
-          categorical: tuple[tuple[int, int], ...] = ()) -> Resampled:
+          categorical: tuple[tuple[int, int], ...] = (), text: bool = False) -> Resampled:
     """Resample the train split with cfg.sampler (an imblearn sampler), images flattened and reshaped back.
 
     categorical: the one-hot blocks [start, stop) of a table (trainer.data.types.Dataset.categorical), kept whole.
+    text: the samples are documents (token ids): whole ones are repeated or dropped (resample_indices).
     """
     if cfg.get("balanced_batches", False):
         return Resampled(train, balanced_batches=True)
     if cfg.get("sampler") is None:
         return Resampled(train)
+    if text:
+        return resample_indices(train, build(cfg, classes, seed), cfg.name)
     shape = train.x.shape[1:]
     x2d = train.x.reshape(len(train.x), -1).astype(np.float32, copy=False)
     counts = np.bincount(train.y, minlength=len(classes))

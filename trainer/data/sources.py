@@ -1,8 +1,8 @@
 """Where the data come from: one loader per dataset option, and load(), which splits what a loader returns.
 
-The loaders of files (torchvision's datasets, image folders, CSV, parquet and ARFF tables) live in
-trainer.data.vision and trainer.data.tables and are imported only when chosen, so the bundled datasets start
-without torchvision or pandas.
+The loaders of files (torchvision's datasets, image folders, CSV, parquet and ARFF tables, a user's texts, the text
+corpora) live in their own modules and are imported only when chosen, so the bundled datasets start without
+torchvision, pandas or the text libraries.
 """
 from __future__ import annotations
 
@@ -62,8 +62,33 @@ def _table(cfg: DictConfig, seed: int) -> Source:
     return load_table(cfg)
 
 
+def _texts(cfg: DictConfig, seed: int) -> Source:
+    from trainer.data.texts import load_texts
+
+    return load_texts(cfg)
+
+
+def _spam_assassin(cfg: DictConfig, seed: int) -> Source:
+    from trainer.data.spam_assassin import load_spam_assassin
+
+    return load_spam_assassin(cfg)
+
+
+def _language_id(cfg: DictConfig, seed: int) -> Source:
+    from trainer.data.language_id import load_language_id
+
+    return load_language_id(cfg)
+
+
+def _dna_splice(cfg: DictConfig, seed: int) -> Source:
+    from trainer.data.dna_splice import load_dna_splice
+
+    return load_dna_splice(cfg)
+
+
 LOADERS = {"digits": _digits, "breast_cancer": _breast_cancer, "synthetic": _synthetic, "mnist": _torchvision,
-           "fashion_mnist": _torchvision, "cifar10": _torchvision, "csv": _table, "image_folder": _image_folder}
+           "fashion_mnist": _torchvision, "cifar10": _torchvision, "csv": _table, "image_folder": _image_folder,
+           "text": _texts, "spam_assassin": _spam_assassin, "language_id": _language_id, "dna_splice": _dna_splice}
 
 
 def load(cfg: DictConfig, split_cfg: DictConfig, seed: int) -> Dataset:

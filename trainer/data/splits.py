@@ -129,4 +129,5 @@ def split_source(src: Source, split_cfg: DictConfig, seed: int) -> Dataset:
     if not folds:  # kfold checked every fold
         setting = f"split.val={split_cfg.val}" + ("" if src.test is not None else f" split.test={split_cfg.test}")
         require_every_class([ds.train.y, ds.val.y, ds.test.y], src.classes, setting)
-    return replace(ds, images=src.images, numeric=src.numeric, categorical=src.categorical)
+    return replace(ds, images=src.images, numeric=src.numeric, categorical=src.categorical, text=src.text,
+                   notes=src.notes)

@@ -1,8 +1,8 @@
 """The data types every stage passes on: a split (features and labels), a dataset of three splits, and what a
-loader returns (a Source) before it is split."""
+loader returns (a Source) before it is split; for text, what its token ids mean (Vocabulary)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +23,16 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """What the token ids of a tokenized text dataset mean: ids are 0..size-1, pad_id fills each row of x (N, L)
+    after its document's tokens, and no document has more than max_length tokens."""
+
+    size: int
+    pad_id: int
+    max_length: int
+
+
+@dataclass(frozen=True)
 class Dataset:
     train: Split
     val: Split
@@ -36,6 +46,9 @@ class Dataset:
     source_fingerprint: str = ""  # SHA-256 of what the loader read, before any split (trainer.data.fingerprint)
     pixel_stats: tuple[np.ndarray, np.ndarray] | None = None  # images: per-channel mean and std of the real train
     #                                                             images (before resampling), for normalisation
+    text: bool = False  # documents: x holds strings (N,) until tokenized, then token ids (N, L) int64
+    vocabulary: Vocabulary | None = None  # text, once tokenized (trainer.data.tokenizer)
+    notes: dict[str, float | int | str] = field(default_factory=dict)  # what the loader decided, logged as params
 
     @property
     def num_classes(self) -> int:
@@ -57,7 +70,9 @@ class Source:
     images: bool = False
     numeric: tuple[int, ...] | None = None
     categorical: tuple[tuple[int, int], ...] = ()  # the columns [start, stop) of each one-hot encoded column
+    text: bool = False  # x holds documents: strings (N,), tokenized after the split (trainer.data.tokenizer)
     test: Split | None = None  # the dataset's official test split; None: a stratified one is carved out
+    notes: dict[str, float | int | str] = field(default_factory=dict)  # e.g. duplicates dropped: logged as params
 
 
 @dataclass(frozen=True)

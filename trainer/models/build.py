@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -36,6 +37,16 @@ class Built:
         return loss_weights(self.loss_fn)
 
 
+def typical_input(ds: Dataset, device: torch.device) -> torch.Tensor:
+    """One train sample (1, *input_shape) to size the model's work by: for text, a document of median length (a
+    text model's cost grows with it), else the first."""
+    row = 0
+    if ds.vocabulary is not None:
+        lengths = (ds.train.x != ds.vocabulary.pad_id).sum(axis=1)
+        row = int(np.argsort(lengths, kind="stable")[len(lengths) // 2])
+    return torch.as_tensor(ds.train.x[row:row + 1], device=device)
+
+
 def build(cfg: DictConfig, ds: Dataset, class_counts: Sequence[int], device: torch.device,
           launcher: dict | None = None, pinned_threads: int | None = None,
           pinned_by: str = "trainer.threads") -> Built:
@@ -44,9 +55,10 @@ def build(cfg: DictConfig, ds: Dataset, class_counts: Sequence[int], device: tor
     from the model's size and the job's CPU share under launcher) is set before the speed wrappers are applied,
     since torch.compile may specialise on it."""
     torch.manual_seed(int(cfg.seed))
-    model = build_network(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout)
+    model = build_network(cfg.model, ds.input_shape, ds.num_classes, cfg.regularization.dropout, ds.vocabulary)
     model = with_inputs(model, ds, cfg.dataset).to(device)  # images: normalised (and augmented) on the device
-    cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device, launcher, pinned_by)
+    cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device, launcher, pinned_by,
+                         example=typical_input(ds, device))
     torch.set_num_threads(cpu.threads)
     log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
              "" if cpu.macs_per_step is None else f", {cpu.macs_per_step / 1e6:.1f} M multiply-adds per step")

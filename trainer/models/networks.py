@@ -12,8 +12,10 @@ from torch import nn
 from trainer.errors import UserError
 
 
-def build_network(model_cfg: Any, in_shape: Sequence[int], num_classes: int, dropout: float = 0.0) -> nn.Module:
-    """The model conf/model/ describes (its _target_ and settings), for inputs of in_shape and num_classes outputs.
+def build_network(model_cfg: Any, in_shape: Sequence[int], num_classes: int, dropout: float = 0.0,
+                  vocabulary: Any = None) -> nn.Module:
+    """The model conf/model/ describes (its _target_ and settings), for inputs of in_shape and num_classes outputs;
+    a text model (trainer.models.text, trainer.models.transformer) also gets the tokenizer's vocabulary.
 
     A UserError raised while building (a model that does not fit the data) comes out as itself, not wrapped in
     Hydra's InstantiationException, so the run ends with its one-line message.
@@ -22,8 +24,9 @@ def build_network(model_cfg: Any, in_shape: Sequence[int], num_classes: int, dro
     from hydra.utils import instantiate
 
     settings = {k: v for k, v in model_cfg.items() if k != "name"}
+    text = {} if vocabulary is None else {"vocabulary": vocabulary}
     try:
-        return instantiate(settings, in_shape=in_shape, num_classes=num_classes, dropout=dropout)
+        return instantiate(settings, in_shape=in_shape, num_classes=num_classes, dropout=dropout, **text)
     except InstantiationException as e:
         if isinstance(e.__cause__, UserError):
             raise e.__cause__ from None

@@ -57,9 +57,11 @@ def cpu_share(launcher: dict | None = None, environ: dict[str, str] | None = Non
     return cores, source
 
 
-def macs_per_sample(model: nn.Module, in_shape: Sequence[int], device: torch.device) -> float:
+def macs_per_sample(model: nn.Module, in_shape: Sequence[int], device: torch.device,
+                    example: torch.Tensor | None = None) -> float:
     """Multiply-adds of one forward pass of one sample through the model's linear and convolution layers
-    (weights x output positions), counted with forward hooks on a zero input in eval mode."""
+    (weights x output positions), counted with forward hooks in eval mode on `example` (one sample of the data, (1,
+    *in_shape): token ids must be ids, and a text model's cost depends on the document's length), else on zeros."""
     total = 0.0
 
     def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
@@ -73,7 +75,7 @@ def macs_per_sample(model: nn.Module, in_shape: Sequence[int], device: torch.dev
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, *in_shape, device=device))
+            model(torch.zeros(1, *in_shape, device=device) if example is None else example)
     finally:
         model.train(training)
         for h in hooks:
@@ -82,7 +84,8 @@ def macs_per_sample(model: nn.Module, in_shape: Sequence[int], device: torch.dev
 
 
 def choose(setting: int | None, model: nn.Module, in_shape: Sequence[int], batch_size: int,
-           device: torch.device, launcher: dict | None = None, pinned_by: str = "trainer.threads") -> Choice:
+           device: torch.device, launcher: dict | None = None, pinned_by: str = "trainer.threads",
+           example: torch.Tensor | None = None) -> Choice:
     """setting when given (pinned_by says by what: trainer.threads, or the run being resumed); else one thread for
     a model under SMALL_STEP_MACS per step, and the job's CPU share (cpu_share) for a larger one. On CUDA the count
     only drives host work: the share."""
@@ -91,5 +94,5 @@ def choose(setting: int | None, model: nn.Module, in_shape: Sequence[int], batch
     share, source = cpu_share(launcher)
     if device.type != "cpu":
         return Choice(share, share, source)
-    macs = macs_per_sample(model, in_shape, device) * batch_size
+    macs = macs_per_sample(model, in_shape, device, example) * batch_size
     return Choice(1 if macs < SMALL_STEP_MACS else share, share, source, macs)

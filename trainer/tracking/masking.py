@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_SECRET = re.compile(r"password|passwd|token|secret|credential|api_?key|access_?key|private_?key"
+# token, not tokenizer (the text runs' config group): the tokenizer's settings are no secret
+_SECRET = re.compile(r"password|passwd|token(?!iz)|secret|credential|api_?key|access_?key|private_?key"
                      r"|(?:^|[_\-])keys?(?:$|[_\-])", re.I)
 _OVERRIDE = re.compile(r"([\w.+~@/\-]+)=([^,\s]*)")
 MASK = "***"

@@ -13,8 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 from trainer.errors import UserError
 from trainer.tracking.masking import mask
 
+# remedy: only in the study presets (conf/experiment/), which choose one remedy per run; tokenizer: text datasets only
 GROUPS = ("dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim", "ssl",
-          "remedy")  # remedy: only in the study presets (conf/experiment/), which choose one remedy per run
+          "remedy", "tokenizer")
 MAX_PARAM_CHARS = 6000
 
 

@@ -173,10 +173,12 @@ class RunRecord:
 
     def log_data(self, prep: Prepared, dataset: DictConfig) -> None:
         """The data's fingerprint (a resumed run's must match), the data as the run's dataset input (the UI's Dataset
-        column), its class counts at each stage, the class keys of the per-class metrics, and what preparing it
-        decided (resampling.used.*)."""
+        column), its class counts at each stage, the class keys of the per-class metrics, what preparing it decided
+        (resampling.used.*, tokenizer.used.*) and a text run's tokenizer (artifact tokenizer/tokenizer.json, which
+        resume and reproduce encode with)."""
         import mlflow
 
+        from trainer.data.tokenizer import save
         from trainer.evaluate.metrics import class_keys
         from trainer.tracking import provenance, resume
         from trainer.tracking.data_input import CONTEXT, data_input
@@ -188,8 +190,12 @@ class RunRecord:
         mlflow.log_input(data_input(dataset, ds.source_fingerprint or self.fingerprint), context=CONTEXT)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
         mlflow.log_dict(dict(zip(class_keys(ds.classes), ds.classes)), "class_keys.json")  # recall/<key> -> class
-        self._batch(params=prep.params, tags={"data.fingerprint": self.fingerprint,
-                                              "data.source_fingerprint": ds.source_fingerprint})
+        if prep.tokenizer is not None:
+            mlflow.log_artifact(str(save(prep.tokenizer, self.folder / resume.TOKENIZER_DIR)), resume.TOKENIZER_DIR)
+        # a resumed run that got this far logged them (MLflow refuses a changed value: tokenizer.used.source is)
+        logged = self.resumed is not None and "data.fingerprint" in self.resumed.tags
+        self._batch(params={} if logged else prep.params, tags={"data.fingerprint": self.fingerprint,
+                                                                "data.source_fingerprint": ds.source_fingerprint})
 
     def log_model(self, built: Built) -> None:
         """The thread count chosen for the model and the weights, offsets or margins its loss uses."""

@@ -19,6 +19,7 @@ from trainer.train import checkpoint
 from trainer.train.loop import LoopState, epoch_metrics
 
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
+TOKENIZER_DIR = "tokenizer"  # a text run's tokenizer.json (trainer.data.tokenizer), logged by trainer.tracking.record
 MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Resume:
     logged_epoch: int  # the last epoch whose metrics reached MLflow
     status: str = "KILLED"  # the run's status and end time before this attempt: put back if it is refused
     end_time: int | None = None
+    tokenizer: Path | None = None  # a text run's saved tokenizer: the continued run encodes with it
     claim: Any = field(default=None, compare=False, repr=False)  # the lock file held while this process continues it
 
     @property
@@ -106,7 +108,20 @@ def _find(client, key: str, uri: str, run_id: str, cfg: DictConfig, commit: str,
                         "run.")
     if fresh:
         log.info("run %s stopped before its first checkpoint: it starts again from the beginning", run_id)
-    return run_id, checkpoint, tags, logged, run.info.status, run.info.end_time
+    tokenizer = saved_tokenizer(client, run_id, folder) if cfg.get("tokenizer") is not None else None
+    return run_id, checkpoint, tags, logged, run.info.status, run.info.end_time, tokenizer
+
+
+def saved_tokenizer(client, run_id: str, folder: Path) -> Path | None:
+    """The tokenizer.json a text run logged, downloaded into folder; None if it logged none (a run stopped before
+    its data were prepared: its tokenizer is fitted again, and the data fingerprint says if it differs)."""
+    from trainer.data.tokenizer import FILENAME
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(client.download_artifacts(run_id, f"{TOKENIZER_DIR}/{FILENAME}", str(folder)))
+    except Exception:  # no such artifact: MLflow raises store-specific errors
+        return None
 
 
 def this_process() -> str:
