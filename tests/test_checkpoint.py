@@ -399,7 +399,7 @@ def test_a_running_run_is_refused_unless_its_process_on_this_host_is_gone(store,
     with pytest.raises(UserError, match=f"run {alive} is being continued by another process \\(pid {os.getppid()}"):
         resume.find(store, alive, cfg, "c0ffee", tmp_path)
     elsewhere = running("123@another-host/456")
-    with pytest.raises(UserError, match="(?s)cannot check.*set_terminated") as err:
+    with pytest.raises(UserError, match="(?s)cannot check.*scripts/orphans.py --run") as err:
         resume.find(store, elsewhere, cfg, "c0ffee", tmp_path)
     assert "pid 123 on host another-host" in str(err.value)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -72,10 +72,11 @@ MONITORS = ("ce", "balanced_ce", "loss", "ece", "accuracy", "balanced_accuracy",
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, keys: bool = True) -> None:
     """Check every value a user can set; raise UnknownKey for a key no config file declares, ConfigError naming
-    the first bad value."""
-    check_keys(cfg)
+    the first bad value. keys=False skips the keys (a sweep's check that changed only a value of a checked config)."""
+    if keys:
+        check_keys(cfg)
     _check(cfg, "seed", lambda v: _is_int(v) and 0 <= v < SEED_LIMIT,
            f"an integer in [0, 2**32 - 1 = {SEED_LIMIT - 1}] (numpy's seed range), e.g. seed=0")
     for part in ("val", "test"):

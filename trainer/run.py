@@ -105,7 +105,9 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     from trainer.tracking import provenance, resume
     from trainer.tracking.masking import mask_overrides
     from trainer.tracking.params import group_tags
+    from trainer.tracking.process import this_process
     from trainer.tracking.store import resolve_uri, setup_experiment
+    from trainer.tracking.tags import PROCESS, SWEEP_JOB
 
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
@@ -119,8 +121,9 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     # with a step budget the last epoch is known only once the data are: the pruner may then stop any epoch
     trial = search.trial_hooks(cfg.trainer.epochs if cfg.trainer.get("steps") is None else None)
     parent = OmegaConf.select(cfg, "tracking.parent_run_id")  # set by the sweep's callback for its jobs
-    tags = (group_tags(cfg) | fold_tags(cfg.split) | {"device": str(device), resume.PROCESS: resume.this_process()}
-            | trial.tags | (extra_tags or {}) | ({"sweep_id": parent} if parent else {}))
+    tags = (group_tags(cfg) | fold_tags(cfg.split) | {"device": str(device), PROCESS: this_process()}
+            | trial.tags | (extra_tags or {}) | ({"sweep_id": parent} if parent else {})
+            | ({SWEEP_JOB: str(job.num)} if parent and job.num is not None else {}))
     opening = Opening(uri, experiment_id, mask_overrides(cfg.tracking.run_name or job.name or "defaults"), tags,
                       parent, resumed, job.output_dir)
     pinned_by = "trainer.threads" if cfg.trainer.get("threads") else "the run being resumed"
@@ -236,10 +239,22 @@ def main(cfg: DictConfig) -> RunResult:
             raise RuntimeError(f"job {e}") from None
         sys.exit(e.exit_code)
     except UserError as e:
-        if job.stops_on_error:  # one line and exit 2, not Hydra's traceback of the job
-            which = f"the job with {job.name}: " if job.multirun and job.name else ""
-            print(f"error: {which}{e}", file=sys.stderr, flush=True)
+        if not job.multirun:  # one line and exit 2, not Hydra's traceback
+            print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
-        log.error("%s", e)  # a launcher's worker or a search's trial: the sweep records the job as failed
+        # a job of a sweep: the sweep records it failed, runs the next and lists it at its end
+        log.error("job %s failed: %s", _job_label(job), e)
         raise
+    except Exception:
+        if job.multirun:  # Hydra keeps a failed job's error without its traceback
+            log.exception("job %s failed", _job_label(job))
+        raise
+
+
+def _job_label(job: HydraJob) -> str:
+    """A sweep's job as its logs and the sweep's final list name it: its number and its overrides."""
+    from trainer.sweep.outcome import Job
+
+    own = [o for o in job.overrides if not o.startswith(("tracking.uri=", "tracking.parent_run_id="))]  # the sweep's
+    return f"{job.num} ({Job(job.num or 0, own).label})"
 

@@ -10,6 +10,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from trainer.errors import UserError
 from trainer.runtime.writable import blocker, free_space
@@ -216,3 +217,18 @@ def require_store(uri: str) -> None:
                         "pass --tracking-uri (the trainer's tracking.uri).")
     if uri.startswith(("http://", "https://")):
         probe_http(uri)
+
+
+def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") -> list[Any]:
+    """Every run of experiment_ids that filter_string matches: MlflowClient.search_runs returns one page (1,000 runs
+    by default), and a sweep may hold thousands."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=PAGE, page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            return runs
+
+
+PAGE = 5000  # runs per search_runs call: MLflow's own limit is 50,000 (its default page, 1,000)
