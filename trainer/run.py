@@ -102,6 +102,7 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     from trainer.runtime import determinism
     from trainer.runtime.device import pick_device
     from trainer.sweep import search
+    from trainer.sweep.orphans import end_orphans
     from trainer.tracking import provenance, resume
     from trainer.tracking.masking import mask_overrides
     from trainer.tracking.params import group_tags
@@ -111,6 +112,8 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
 
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
+    if not job.multirun:  # a sweep did this once, at its start
+        end_orphans(uri, [experiment_id])
     device = pick_device(cfg.trainer.device)
     git = provenance.git_state()
     resume_id = cfg.trainer.get("resume")

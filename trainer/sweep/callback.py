@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -18,6 +19,7 @@ from trainer.errors import UserError
 from trainer.runtime.writable import require_folder
 from trainer.sweep.check import check_sweep
 from trainer.sweep.job import BASIC_LAUNCHER, BASIC_SWEEPERS
+from trainer.sweep.orphans import SWEEP_DIR, end_orphans
 from trainer.tracking.masking import mask_overrides
 from trainer.tracking.process import this_process
 from trainer.tracking.provenance import script, stopped_run_command
@@ -91,10 +93,12 @@ class SweepCallback(Callback):
         drop_inherited_run_id()
         uri = resolve_uri(config.tracking.uri)
         experiment_id = setup_experiment(uri, config.tracking.experiment)
+        end_orphans(uri, [experiment_id])
         overrides = mask_overrides(" ".join(config.hydra.overrides.task))
         run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep {overrides}".strip(),
                                            tags={"sweep": "parent", "sweep.overrides": overrides,
-                                                 PROCESS: this_process()})
+                                                 PROCESS: this_process(),
+                                                 SWEEP_DIR: str(Path(config.hydra.sweep.dir).resolve())})
         self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id
         # jobs in a launcher's worker processes: a stopped one may end its run KILLED where its output is not seen
         self._workers = config.hydra.launcher.get("_target_") != BASIC_LAUNCHER
