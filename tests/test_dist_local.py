@@ -101,7 +101,7 @@ def test_sigterm_between_the_jobs_of_a_sweep_leaves_no_run_running(tmp_path):
     assert len(children) < 4  # it stopped before the last job
     # the jobs that never ran are listed, each with the command that runs it in the same study
     assert "of 4 jobs of the sweep did not finish" in err and "job 3 (never ran) seed=3" in err, err[-3000:]
-    assert f"seed=3 trainer.epochs=2 tracking.parent_run_id={parent.info.run_id}" in err
+    assert f"seed=3 trainer.epochs=2 trainer.threads=1 tracking.parent_run_id={parent.info.run_id}" in err
 
 
 def _state(proc: subprocess.Popen) -> str:
