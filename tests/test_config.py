@@ -76,6 +76,7 @@ BAD = [
     ("model=mlp", "model.hidden=[64,-1]", "model.hidden"),
     ("model=cnn", "model.channels=[]", "model.channels"),
     ("model=cnn", "model.hidden=0", "model.hidden"),
+    ("trainer.epochs=1", "eval.figures=never", "eval.figures"),  # now | later | off
 ]
 
 

@@ -70,6 +70,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # the val metrics trainer.monitor can watch (trainer.evaluate.metrics.lower_is_better says which way is better)
 MONITORS = ("ce", "balanced_ce", "loss", "ece", "accuracy", "balanced_accuracy", "macro_f1")
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
+FIGURES = ("now", "later", "off")  # eval.figures: when a run's figures are drawn (trainer.run.draw_figures)
 
 
 def validate(cfg: DictConfig, keys: bool = True) -> None:
@@ -107,6 +108,7 @@ def validate(cfg: DictConfig, keys: bool = True) -> None:
     _check(cfg, "trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0, e.g. 1.0")
     _check(cfg, "trainer.detect_anomaly", lambda v: isinstance(v, bool), "true or false")
     _check(cfg, "model.normed_head", lambda v: isinstance(v, bool), "true (cosine classifier) or false")
+    _check(cfg, "eval.figures", lambda v: v in FIGURES, "one of " + " | ".join(FIGURES) + " (docs/performance.md)")
     _check(cfg, "eval.posthoc_tau", lambda v: v is None or (_is_num(v) and v >= 0),
            "null (off) or a number >= 0, e.g. eval.posthoc_tau=1")
     _check(cfg, "eval.shot_thresholds", lambda v: v is None or (

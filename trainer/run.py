@@ -15,6 +15,7 @@ from trainer.errors import UserError
 from trainer.runtime.signals import Interrupted
 from trainer.sweep.job import HydraJob, hydra_job
 from trainer.tracking import ui_links
+from trainer.tracking.provenance import script
 from trainer.tracking.record import SUMMARY_STEP, Opening, RunRecord, output_dir
 
 if TYPE_CHECKING:
@@ -78,19 +79,21 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
         built = build(cfg, prep.dataset, prep.class_counts["train_resampled"], setup.device, job.launcher,
                       setup.threads, setup.threads_pinned_by)
         record.log_model(built)
-        background = figure_worker.wanted(job.multirun and not job.in_launcher_worker, built.threads.threads,
-                                          built.threads.share) and figure_worker.start()
+        background = (figures_mode(cfg) == "now" and figure_worker.wanted(
+            job.multirun and not job.in_launcher_worker, built.threads.threads, built.threads.share)
+            and figure_worker.start())
         result = fit(cfg, record, built, prep, setup)
         scores = final_scores(built.model, *tensors(prep, setup.device, "val", "test"), built.loss_fn,
                               prep.dataset.classes, (cfg.regularization.l1, cfg.regularization.l2),
                               prep.class_counts, OmegaConf.select(cfg, "eval.shot_thresholds"),
                               OmegaConf.select(cfg, "eval.posthoc_tau"))
         record.log_scores(scores, result, prep)
-        draw_figures(cfg, record, prep, result, scores, background)
+    draw_figures(cfg, record, prep, result, scores, background)  # the run has ended: its figures never stop it
     out = RunResult(record.run_id, scores.val, scores.test, result.best_epoch, result.epochs_run,
                     time.perf_counter() - start, monitor(cfg), result.steps, result.kept_epoch)
     print_summary(out, setup.opening.run_name, setup.opening.uri, cfg.tracking.experiment,
-                  in_sweep=setup.opening.parent_run_id is not None, experiment_id=setup.opening.experiment_id)
+                  in_sweep=setup.opening.parent_run_id is not None, experiment_id=setup.opening.experiment_id,
+                  figures_later=figures_mode(cfg) == "later")
     return out
 
 
@@ -175,22 +178,49 @@ def fit(cfg: DictConfig, record: RunRecord, built: Built, prep: Prepared, setup:
     return result
 
 
+def figures_mode(cfg: DictConfig) -> str:
+    """eval.figures: now (drawn when the run ends), later (their inputs logged, drawn by scripts/figures.py), off."""
+    return OmegaConf.select(cfg, "eval.figures", default="now")
+
+
 def draw_figures(cfg: DictConfig, record: RunRecord, prep: Prepared, result: FitResult, scores: object,
                  background: bool) -> None:
-    """The run's figures into its output folder and its record: in the background process when it was started."""
-    from trainer.evaluate import figure_worker, figures
+    """The run's figures into its output folder and its record (in the background process when it was started), or
+    what they need for later (eval.figures=later), or none; a failure is a warning: the run's results stand."""
+    from trainer.evaluate import deferred, figure_worker, figures
 
+    mode = figures_mode(cfg)
+    if mode == "off":
+        record.client.set_tag(record.run_id, deferred.TAG, deferred.OFF)
+        return
     inputs = figures.FigureInputs(scores.probs, scores.target, prep.dataset.classes, prep.class_counts,
                                   result.history, result.best_epoch,
                                   figures.subtitle(cfg.loss.name, cfg.resampling.name, record.opening.run_name),
                                   monitor=monitor(cfg), kept_epoch=result.kept_epoch)
-    figure_worker.draw(inputs, record.folder, record.run_id, record.opening.uri, SUMMARY_STEP, background)
+    try:
+        if mode == "later":
+            deferred.defer(inputs, record.run_id, record.opening.uri, SUMMARY_STEP)
+        else:
+            figure_worker.draw(inputs, record.folder, record.run_id, record.opening.uri, SUMMARY_STEP, background)
+    except Interrupted as e:  # the run is FINISHED: what its figures need is kept for later
+        deferred.defer(inputs, record.run_id, record.opening.uri, SUMMARY_STEP)
+        raise FiguresInterrupted(e.signum, record.run_id) from None
+    except Exception as e:  # noqa: BLE001 - the run ended FINISHED with its metrics
+        log.warning("figures of run %s failed: %s: %s", record.run_id, type(e).__name__, e)
+
+
+class FiguresInterrupted(Interrupted):
+    """A signal while a FINISHED run drew its figures (or waited to hand them over): their inputs are logged."""
+
+    def __init__(self, signum: int, run_id: str) -> None:
+        super().__init__(signum, f"run {run_id} had FINISHED; its figures were not drawn, their inputs are logged: "
+                                 f"python {script('scripts/figures.py')} {run_id}")
 
 
 def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_sweep: bool = False,
-                  experiment_id: str = "0") -> None:
-    """A short table of the final val and test metrics, the run id and how to open its page in the UI (a sweep
-    says where its runs are once, at its end, instead of after every job)."""
+                  experiment_id: str = "0", figures_later: bool = False) -> None:
+    """A short table of the final val and test metrics, the run id and how to open its page in the UI (and how to
+    draw its deferred figures; a sweep says where its runs are once, at its end, instead of after every job)."""
     cols = ("ce", "accuracy", "balanced_accuracy")
     kept = (f"best {r.monitor} at epoch {r.best_epoch}" if r.kept_epoch == r.best_epoch else
             f"the last epoch's weights kept; best {r.monitor} at epoch {r.best_epoch}")
@@ -202,6 +232,8 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_swe
     if not in_sweep:
         how, address = ui_links.address(uri)
         lines.append(f"Its page in the UI: {how} {address}/{ui_links.run_page(experiment_id, r.run_id)}")
+        if figures_later:
+            lines.append(f"Draw its figures (eval.figures=later): python {script('scripts/figures.py')} {r.run_id}")
     print("\n".join(lines), flush=True)
 
 
@@ -219,6 +251,14 @@ def main(cfg: DictConfig) -> RunResult:
     job = hydra_job()
     try:
         return run(cfg, job=job)
+    except FiguresInterrupted as e:
+        from trainer.runtime.signals import handled
+
+        print(e, file=sys.stderr, flush=True)
+        handled()
+        if job.in_launcher_worker:
+            raise RuntimeError(f"job {e}") from None
+        sys.exit(e.exit_code)
     except Interrupted as e:
         import mlflow
 

@@ -145,6 +145,13 @@ class SweepCallback(Callback):
         client.set_terminated(self._run_id, status)
         if any(c.info.status == "FINISHED" for c in children):
             print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)
+        from trainer.evaluate import deferred
+
+        waiting = sum(c.data.tags.get(deferred.TAG) == deferred.LATER for c in children)
+        if waiting:  # eval.figures=later, or a signal stopped their drawing
+            store = "" if self._uri == default_uri() else f" --tracking-uri {self._uri}"
+            print(f"The figures of {waiting} run(s) wait to be drawn: python {script('scripts/figures.py')} "
+                  f"--parent {self._run_id}{store}", flush=True)
 
 
 def sweep_hint(uri: str, parent_run_id: str, experiment_id: str) -> str:

@@ -20,7 +20,8 @@ from trainer.train import checkpoint
 from trainer.train.loop import LoopState, epoch_metrics
 
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
-MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
+# where to log, what to continue and when to draw the figures; every other setting must match
+MAY_DIFFER = ("trainer.resume", "tracking.", "eval.figures")
 
 log = logging.getLogger(__name__)
 
