@@ -108,7 +108,7 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     from trainer.sweep.orphans import end_orphans
     from trainer.tracking import provenance, resume
     from trainer.tracking.masking import mask_overrides
-    from trainer.tracking.params import group_tags
+    from trainer.tracking.params import bounded, group_tags
     from trainer.tracking.process import this_process
     from trainer.tracking.store import resolve_uri, setup_experiment
     from trainer.tracking.tags import PROCESS, SWEEP_JOB
@@ -130,8 +130,8 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     tags = (group_tags(cfg) | fold_tags(cfg.split) | {"device": str(device), PROCESS: this_process()}
             | trial.tags | (extra_tags or {}) | ({"sweep_id": parent} if parent else {})
             | ({SWEEP_JOB: str(job.num)} if parent and job.num is not None else {}))
-    opening = Opening(uri, experiment_id, mask_overrides(cfg.tracking.run_name or job.name or "defaults"), tags,
-                      parent, resumed, job.output_dir)
+    name = bounded(mask_overrides(cfg.tracking.run_name or job.name or "defaults"))  # the whole: .hydra/overrides.yaml
+    opening = Opening(uri, experiment_id, name, tags, parent, resumed, job.output_dir)
     pinned_by = "trainer.threads" if cfg.trainer.get("threads") else "the run being resumed"
     return Setup(opening, device, deterministic, git, threads, pinned_by, trial)
 

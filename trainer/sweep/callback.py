@@ -21,6 +21,7 @@ from trainer.sweep.check import check_sweep
 from trainer.sweep.job import BASIC_LAUNCHER, BASIC_SWEEPERS
 from trainer.sweep.orphans import SWEEP_DIR, end_orphans
 from trainer.tracking.masking import mask_overrides
+from trainer.tracking.params import MAX_TAG_CHARS, bounded
 from trainer.tracking.process import this_process
 from trainer.tracking.provenance import script, stopped_run_command
 from trainer.tracking.store import default_uri, drop_inherited_run_id, resolve_uri, setup_experiment, ui_command
@@ -95,8 +96,8 @@ class SweepCallback(Callback):
         experiment_id = setup_experiment(uri, config.tracking.experiment)
         end_orphans(uri, [experiment_id])
         overrides = mask_overrides(" ".join(config.hydra.overrides.task))
-        run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep {overrides}".strip(),
-                                           tags={"sweep": "parent", "sweep.overrides": overrides,
+        run = MlflowClient(uri).create_run(experiment_id, run_name=bounded(f"sweep {overrides}".strip()),
+                                           tags={"sweep": "parent", "sweep.overrides": bounded(overrides, MAX_TAG_CHARS),
                                                  PROCESS: this_process(),
                                                  SWEEP_DIR: str(Path(config.hydra.sweep.dir).resolve())})
         self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id

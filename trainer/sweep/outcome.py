@@ -31,6 +31,7 @@ RERUN_FILE = "rerun.sh"  # in the sweep's folder: the command of each job that d
 FINISHED, FAILED, STOPPED, NOT_RUN = "finished", "failed", "stopped", "never ran"
 SHOWN = 10  # jobs listed on the terminal; every one is in rerun.sh
 MAX_LABEL, MAX_ERROR = 120, 300  # characters of a job's overrides and of its error shown in the list
+MAX_SHOWN_COMMAND = 1000  # characters of a command shown on the terminal (rerun.sh has every one whole)
 
 
 @dataclass
@@ -57,10 +58,16 @@ def jobs_of(overrides: Sequence[Sequence[str]]) -> list[Job]:
 
 def log_jobs(uri: str, parent_run_id: str, jobs: list[Job]) -> None:
     """Record every job's overrides on the parent run (jobs.json), for a later command to list those that never ran
-    after the sweep's process was killed."""
+    after the sweep's process was killed. Each job holds one override per axis of the sweep, in the same order:
+    an axis every job shares is written once ({"template": [shared or null], "jobs": [[the others], ...]}), so that a
+    40 KB setting is not written once per job."""
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(uri).log_text(parent_run_id, json.dumps([j.overrides for j in jobs]), JOBS_ARTIFACT)
+    first = jobs[0].overrides if jobs else []
+    template = [o if all(j.overrides[i] == o for j in jobs) else None for i, o in enumerate(first)]
+    varying = [i for i, o in enumerate(template) if o is None]
+    text = json.dumps({"template": template, "jobs": [[j.overrides[i] for i in varying] for j in jobs]})
+    MlflowClient(uri).log_text(parent_run_id, text, JOBS_ARTIFACT)
 
 
 def logged_jobs(client: Any, parent_run_id: str) -> list[Job] | None:
@@ -69,10 +76,17 @@ def logged_jobs(client: Any, parent_run_id: str) -> list[Job] | None:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(parent_run_id, JOBS_ARTIFACT, tmp)
-            return jobs_of(json.loads(Path(path).read_text()))
+            logged = json.loads(Path(client.download_artifacts(parent_run_id, JOBS_ARTIFACT, tmp)).read_text())
     except Exception:  # noqa: BLE001 - no such artifact: the stores raise their own errors
         return None
+    template = logged["template"]
+    return jobs_of([_filled(template, values) for values in logged["jobs"]])
+
+
+def _filled(template: list[str | None], values: list[str]) -> list[str]:
+    """A job's overrides: the template's shared ones, its own values in the template's gaps."""
+    own = iter(values)
+    return [o if o is not None else next(own) for o in template]
 
 
 def returned(jobs: list[Job], first: int, results: Sequence[Any]) -> None:
@@ -143,7 +157,10 @@ def report(jobs: list[Job], parent_run_id: str, sweep_dir: Path | None) -> str |
              f"with the command below it{where}:"]
     for j in left[:SHOWN]:
         why = f": {_cut(_first_line(j.error), MAX_ERROR)}" if j.error else ""
-        lines += [f"  job {j.num} ({j.status}) {j.label}{why}", f"    {rerun(j, parent_run_id)}"]
+        command = rerun(j, parent_run_id)
+        if len(command) > MAX_SHOWN_COMMAND:
+            command = f"{command[:MAX_SHOWN_COMMAND]}... ({len(command):,} characters: see {RERUN_FILE})"
+        lines += [f"  job {j.num} ({j.status}) {j.label}{why}", f"    {command}"]
     if len(left) > SHOWN:
         lines.append(f"  ... and {len(left) - SHOWN} more{where and ' (' + where[2:] + ')'}")
     return "\n".join(lines)
