@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.table import Row, table
 
-CASES = ("overhead", "compute", "digits", "sweep", "contention", "cold", "memory", "resnet")
+CASES = ("overhead", "compute", "digits", "sweep", "contention", "cold", "memory", "resnet", "bigsweep", "bigstore")
 
 
 def describe_device(device: str) -> str:
@@ -31,8 +31,9 @@ def describe_device(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Time the harness's training path against a bare PyTorch loop.")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,contention,cold,memory "
-                   "(default: all for cpu; overhead,compute,resnet for cuda)")
+    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,contention,cold,memory,"
+                   "bigsweep,bigstore (default: the first seven for cpu, about 20 minutes; bigsweep and bigstore take "
+                   "about 30 and 15 more; overhead,compute,resnet for cuda)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per timed run")
     p.add_argument("--repeats", type=int, default=3, help="interleaved harness/bare runs after the warm-up")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the cases' dataset sizes (smoke tests)")
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contention-repeats", type=int, default=2)
     p.add_argument("--cold-runs", type=int, default=3, help="cold starts timed (the median is shown)")
     p.add_argument("--memory-rows", type=int, default=1_000_000)
+    p.add_argument("--big-sweep-runs", type=int, default=2000, help="runs of the bigsweep case's study (beside 20)")
+    p.add_argument("--big-store-tables", type=int, default=100, help="tables of the bigstore case (100 runs each)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = p.parse_args(argv)
     # torch, MLflow and the trainer take seconds to import: they are imported below, only once the arguments are
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import mlflow
 
-    from benchmarks import contention, epochs, memory, startup, sweeps
+    from benchmarks import big_store, big_sweep, contention, epochs, memory, startup, sweeps
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     trainer_log = logging.getLogger("trainer")  # the epoch lines a Hydra job writes to train.log, written here too
@@ -97,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                     rows += startup.case_cold_start(a.device, workdir, a.cold_runs)
                 elif case == "memory":
                     rows += memory.case_memory(workdir, a.memory_rows)
+                elif case == "bigsweep":
+                    rows += big_sweep.case_big_sweep(workdir, a.big_sweep_runs)
+                elif case == "bigstore":
+                    rows += big_store.case_big_store(workdir, a.big_store_tables)
                 print(f"[{case}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
         finally:
             trainer_log.removeHandler(handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import yaml
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from trainer.analysis.grouping import safe_name
@@ -52,3 +53,23 @@ def test_a_sweep_records_a_setting_every_job_shares_once(store):
     assert [j.overrides for j in logged] == [j.overrides for j in jobs]
     size = sum(f.file_size for f in client.list_artifacts(parent) if f.path == outcome.JOBS_ARTIFACT)
     assert size < 50_000  # the 40 KB setting once, not once per job
+
+
+def test_a_sqlite_store_reads_metric_histories_through_its_run_index_once_refreshed(tmp_path):
+    import sqlite3
+
+    from trainer.tracking.store import refresh_statistics
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("e")
+    for _ in range(20):
+        run_id = client.create_run(experiment).info.run_id
+        client.log_batch(run_id, metrics=[Metric("val/ce", 1.0, 0, step) for step in range(5)])
+    query = "explain query plan select * from metrics where run_uuid = 'x' and key = 'val/ce'"
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        assert "index_metrics_run_uuid" not in str(con.execute(query).fetchall())  # the (key, ...) primary key
+    refresh_statistics(uri)
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        assert "index_metrics_run_uuid_key_step" in str(con.execute(query).fetchall())
+    refresh_statistics("http://127.0.0.1:1")  # not a sqlite store: nothing to do

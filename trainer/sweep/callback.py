@@ -24,7 +24,8 @@ from trainer.tracking.masking import mask_overrides
 from trainer.tracking.params import MAX_TAG_CHARS, bounded
 from trainer.tracking.process import this_process
 from trainer.tracking.provenance import script, stopped_run_command
-from trainer.tracking.store import default_uri, drop_inherited_run_id, resolve_uri, setup_experiment, ui_command
+from trainer.tracking.store import (default_uri, drop_inherited_run_id, refresh_statistics, resolve_uri,
+                                    setup_experiment, ui_command)
 from trainer.tracking.tags import PROCESS
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class SweepCallback(Callback):
             status = "FAILED"
         client.set_tag(self._run_id, "sweep.runs", str(len(children)))
         client.set_terminated(self._run_id, status)
+        refresh_statistics(self._uri)  # the store grew: keep its queries on their indexes
         if any(c.info.status == "FINISHED" for c in children):
             print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)
         from trainer.evaluate import deferred
