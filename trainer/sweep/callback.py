@@ -141,7 +141,8 @@ class SweepCallback(Callback):
                   + "\n  ".join(commands), file=sys.stderr, flush=True)
         failed = [c.info.run_name for c in children if c.info.status != "FINISHED"]
         if failed or status != "FINISHED":
-            client.set_tag(self._run_id, "error", f"runs not finished: {', '.join(failed) or 'sweep stopped'}")
+            client.set_tag(self._run_id, "error", bounded(f"runs not finished: {', '.join(failed) or 'sweep stopped'}",
+                                                          MAX_TAG_CHARS))
             status = "FAILED"
         client.set_tag(self._run_id, "sweep.runs", str(len(children)))
         client.set_terminated(self._run_id, status)
