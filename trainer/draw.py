@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import UserError
+from trainer.errors import UserError, command_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,22 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiment", metavar="NAME", help="the runs of this experiment whose figures wait")
     p.add_argument("--tracking-uri", default=None, help="the store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     a = p.parse_args(argv)
-    try:
-        return _main(a)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+    return command_status(lambda: _main(a))
 
 
 def _main(a: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
     from trainer.evaluate import deferred
-    from trainer.tracking.store import require_store, resolve_uri
+    from trainer.tracking.store import opened
 
-    uri = resolve_uri(a.tracking_uri)
-    require_store(uri)
-    client = MlflowClient(uri)
+    uri, client = opened(a.tracking_uri)
     runs = _selected(client, uri, a)
     if not runs:
         print("no run's figures wait to be drawn (runs with eval.figures=later have the tag figures=later)")
@@ -60,7 +52,7 @@ def _selected(client: Any, uri: str, a: argparse.Namespace) -> list:
     from mlflow.exceptions import MlflowException
 
     from trainer.evaluate import deferred
-    from trainer.tracking.store import search_all
+    from trainer.tracking.store import experiment_ids, search_all
 
     if a.runs:
         try:
@@ -74,12 +66,7 @@ def _selected(client: Any, uri: str, a: argparse.Namespace) -> list:
         except MlflowException as e:
             raise UserError(f"--parent {a.parent}: no run with that id in {uri}.") from e
         return search_all(client, [experiment], f"tags.mlflow.parentRunId = '{a.parent}' and {waiting}")
-    if a.experiment:
-        experiment = client.get_experiment_by_name(a.experiment)
-        if experiment is None:
-            raise UserError(f"--experiment {a.experiment}: no such experiment in {uri}.")
-        return search_all(client, [experiment.experiment_id], waiting)
-    ids = [e.experiment_id for e in client.search_experiments()]
+    ids = experiment_ids(client, uri, a.experiment)
     return search_all(client, ids, waiting) if ids else []
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import UserError
+from trainer.errors import command_status
 from trainer.sweep import outcome
 from trainer.tracking.process import Owner
 from trainer.tracking.provenance import stopped_run_command
@@ -105,28 +105,14 @@ def main(argv: list[str] | None = None) -> int:
                    "(repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list them, change nothing")
     a = p.parse_args(argv)
-    try:
-        return _main(a)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return command_status(lambda: _main(a))
 
 
 def _main(a: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
+    from trainer.tracking.store import experiment_ids, opened
 
-    from trainer.tracking.store import require_store, resolve_uri
-
-    uri = resolve_uri(a.tracking_uri)
-    require_store(uri)
-    client = MlflowClient(uri)
-    if a.experiment is not None:
-        experiment = client.get_experiment_by_name(a.experiment)
-        if experiment is None:
-            raise UserError(f"--experiment {a.experiment}: no such experiment in {uri}.")
-        ids = [experiment.experiment_id]
-    else:
-        ids = [e.experiment_id for e in client.search_experiments()]
+    uri, client = opened(a.tracking_uri)
+    ids = experiment_ids(client, uri, a.experiment)
     runs = find(client, ids, a.host, a.run) if ids else []
     missing = set(a.run) - {r.info.run_id for r in runs}
     for run_id in sorted(missing):

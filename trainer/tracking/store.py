@@ -256,3 +256,22 @@ def refresh_statistics(uri: str) -> None:
                 con.commit()
     except (sqlite3.Error, ValueError, IndexError) as e:  # busy, read-only, not MLflow's: the store works without
         log.info("sqlite statistics of %s not refreshed: %s", db, e)
+
+
+def opened(uri: str | None) -> tuple[str, Any]:
+    """The store a command reads (resolve_uri; refused when it does not exist, require_store) and a client on it."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(uri)
+    require_store(uri)
+    return uri, MlflowClient(uri)
+
+
+def experiment_ids(client: Any, uri: str, name: str | None) -> list[str]:
+    """The id of the experiment called name (UserError naming the store if there is none), or every experiment's."""
+    if name is None:
+        return [e.experiment_id for e in client.search_experiments()]
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise UserError(f"--experiment {name}: no such experiment in {uri}.")
+    return [experiment.experiment_id]
