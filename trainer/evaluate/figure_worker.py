@@ -150,7 +150,7 @@ def submit(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int
     assert w is not None
     with w.lock:
         while len(w.pending) >= MAX_BACKLOG and w.reader.is_alive():
-            w.lock.wait()
+            w.lock.wait(0.2)  # woken by each drawn run; the timeout lets a signal's handler run (see _join)
         alive = w.reader.is_alive()  # it reads until the process ends
         if alive:
             w.pending[run_id] = _Job(inp, output_dir, uri, step)
@@ -184,8 +184,8 @@ def drain() -> list[str]:
     try:
         if w.pending:
             log.info("waiting for the figures of %d run(s) drawn in the background", len(w.pending))
-        w.writer.join()
-        w.reader.join()  # returns when the child closes its stdout: after its last result, or when it dies
+        _join(w.writer)
+        _join(w.reader)  # returns when the child closes its stdout: after its last result, or when it dies
         w.process.wait()
         left = list(w.pending.items())
         if left:
@@ -202,6 +202,13 @@ def drain() -> list[str]:
     except KeyboardInterrupt as e:
         return w.failed + _stop(w, e)
     return w.failed
+
+
+def _join(thread: threading.Thread) -> None:
+    """Join thread, waking every 0.2 s: a signal the kernel handed to another thread runs its Python handler only
+    when the main thread next runs Python code, and a plain join() never would."""
+    while thread.is_alive():
+        thread.join(0.2)
 
 
 def _stop(w: _Worker, e: KeyboardInterrupt) -> list[str]:
