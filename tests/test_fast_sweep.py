@@ -120,8 +120,15 @@ def test_a_signal_while_waiting_for_the_figures_stops_the_process_and_sets_the_e
     os.kill(child.pid, signal.SIGSTOP)  # a figure process that does not get on: the sweep's process waits for it
     figure_worker.submit(_inputs(), tmp_path / "a", run_id, uri, 1)  # returns at once all the same
     monkeypatch.setattr(shutdown, "_exit_code_of_handlers", 0)
-    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C while drain() waits
-    assert figure_worker.drain() == [run_id]
+    # Python's Ctrl-C, even where the shell that started pytest in the background set it to be ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C while drain() waits
+    request.start()
+    try:
+        assert figure_worker.drain() == [run_id]
+    finally:
+        request.join()
+        signal.signal(signal.SIGINT, previous)
     assert child.poll() is not None  # stopped, not left behind
     assert shutdown._exit_code_of_handlers == 128 + signal.SIGINT
     # what the figures need is logged instead, for scripts/figures.py
