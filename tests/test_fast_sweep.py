@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from helpers import train_cli
-from trainer.evaluate import figure_worker
+from helpers import ROOT, train_cli
+from trainer.evaluate import deferred, figure_worker
 from trainer.evaluate.figures import FigureInputs
+from trainer.run import run
 
 FIGURES = {"figures/confusion_matrix.png", "figures/curves.png", "figures/recall_vs_frequency.png",
            "figures/reliability.png"}
@@ -118,7 +120,78 @@ def test_a_signal_while_waiting_for_the_figures_stops_the_process_and_sets_the_e
     os.kill(child.pid, signal.SIGSTOP)  # a figure process that does not get on: the sweep's process waits for it
     figure_worker.submit(_inputs(), tmp_path / "a", run_id, uri, 1)  # returns at once all the same
     monkeypatch.setattr(shutdown, "_exit_code_of_handlers", 0)
-    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C while drain() waits
-    assert figure_worker.drain() == [run_id]
+    # Python's Ctrl-C, even where the shell that started pytest in the background set it to be ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C while drain() waits
+    request.start()
+    try:
+        assert figure_worker.drain() == [run_id]
+    finally:
+        request.join()
+        signal.signal(signal.SIGINT, previous)
     assert child.poll() is not None  # stopped, not left behind
     assert shutdown._exit_code_of_handlers == 128 + signal.SIGINT
+    # what the figures need is logged instead, for scripts/figures.py
+    assert client.get_run(run_id).data.tags["figures"] == "later"
+    assert deferred.ARTIFACT in {a.path for a in client.list_artifacts(run_id)}
+
+
+def test_the_figure_process_is_never_more_than_a_few_runs_behind(tmp_path):
+    import os
+    import signal
+    import threading
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("figs")
+    runs = [client.create_run(experiment).info.run_id for _ in range(figure_worker.MAX_BACKLOG + 1)]
+    assert figure_worker.start()
+    child = figure_worker._worker.process
+    os.kill(child.pid, signal.SIGSTOP)  # runs outpace the drawing
+    for i, run_id in enumerate(runs[:-1]):
+        figure_worker.submit(_inputs(), tmp_path / str(i), run_id, uri, 1)  # handed over at once
+    last = threading.Thread(target=figure_worker.submit, args=(_inputs(), tmp_path / "last", runs[-1], uri, 1))
+    last.start()
+    last.join(1.0)
+    assert last.is_alive()  # the next run waits for the drawing instead of piling up a backlog
+    os.kill(child.pid, signal.SIGCONT)
+    last.join(60)
+    assert not last.is_alive()
+    assert figure_worker.drain() == []  # at exit: at most MAX_BACKLOG runs to wait for
+    for run_id in runs:
+        assert {a.path for a in client.list_artifacts(run_id, "figures")} == FIGURES
+
+
+def test_figures_deferred_by_a_sweep_are_drawn_later_by_the_command(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = train_cli("-m", "loss=plain,weighted", "trainer.epochs=2", "eval.figures=later", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id], "tags.sweep_id != ''")
+    parent = runs[0].data.tags["sweep_id"]
+    assert len(runs) == 2
+    for r in runs:  # nothing drawn, what the figures need logged
+        assert r.data.tags["figures"] == "later" and "time/figures_s" not in r.data.metrics
+        assert not client.list_artifacts(r.info.run_id, "figures")
+    assert f"The figures of 2 run(s) wait to be drawn: python {ROOT / 'scripts' / 'figures.py'} --parent {parent}" \
+        in proc.stdout
+    drawn = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures.py"), "--parent", parent], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "drew the figures of 2 run(s)" in drawn.stdout
+    for r in runs:
+        after = client.get_run(r.info.run_id)
+        assert after.data.tags["figures"] == "drawn" and after.data.metrics["time/figures_s"] > 0
+        assert {a.path for a in client.list_artifacts(r.info.run_id, "figures")} == FIGURES
+        assert (Path(after.data.tags["checkpoint.path"]).parent / "figures" / "curves.png").is_file()
+    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures.py"), "--parent", parent], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "no run's figures wait to be drawn" in again.stdout
+
+
+def test_figures_off_draws_and_logs_none(run_cfg, store):
+    result = run(run_cfg("eval.figures=off"))
+    client = MlflowClient(store)
+    assert client.get_run(result.run_id).data.tags["figures"] == "off"
+    assert not client.list_artifacts(result.run_id, "figures")
+    assert deferred.ARTIFACT not in {a.path for a in client.list_artifacts(result.run_id)}

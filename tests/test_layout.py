@@ -23,7 +23,7 @@ LAYERS = [
     ("trainer.train",),
     ("trainer.tracking",),
     ("trainer.sweep",),
-    ("trainer.run", "trainer.reproduce", "trainer.analysis"),
+    ("trainer.run", "trainer.reproduce", "trainer.draw", "trainer.analysis"),
 ]
 
 

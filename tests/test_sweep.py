@@ -1,6 +1,8 @@
 """Hydra multirun in a subprocess, as a user runs it: one parent run, children named after their overrides."""
 from __future__ import annotations
 
+import shlex
+
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -32,19 +34,38 @@ def test_sweep_makes_child_runs_of_one_parent_named_after_their_overrides(tmp_pa
     assert parent.data.tags["sweep.runs"] == "4"
 
 
-def test_a_failing_job_fails_the_parent_and_leaves_nothing_running(tmp_path):
-    # focal with a scalar alpha is refused on ten classes: that job fails inside its run, the other finishes
-    proc = train_cli("-m", "loss=plain,focal", "+loss.alpha=0.25", "trainer.epochs=1", cwd=tmp_path)
-    # one line and exit 2, as a single run reports it, not Hydra's traceback of the job
+def test_a_diverging_job_does_not_stop_the_sweep_which_lists_it_with_the_command_that_reruns_it(tmp_path):
+    proc = train_cli("-m", "optim=sgd", "optim.lr=1e-2,1e6,1e-3", "trainer.epochs=2", cwd=tmp_path)
+    # exit 2: what failed is a setting's doing (the learning rate), as a single run's refused setting exits
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "error: the job with +loss.alpha=0.25,loss=focal,trainer.epochs=1: loss.alpha" in proc.stderr
     runs = _runs(tmp_path)
-    status = {r.info.run_name: r.info.status for r in runs}
-    assert not [s for s in status.values() if s == "RUNNING"], status
     parent = next(r for r in runs if r.data.tags.get("sweep") == "parent")
+    children = {r.data.params["optim.lr"]: r for r in runs if r is not parent}
+    assert {lr: r.info.status for lr, r in children.items()} == {"0.01": "FINISHED", "1000000.0": "FAILED",
+                                                                 "0.001": "FINISHED"}  # the job after it ran
+    assert {lr: r.data.tags["sweep.job"] for lr, r in children.items()} == {"0.01": "0", "1000000.0": "1",
+                                                                            "0.001": "2"}
     assert parent.info.status == "FAILED"
-    assert status["+loss.alpha=0.25,loss=focal,trainer.epochs=1"] == "FAILED"
-    assert status["+loss.alpha=0.25,loss=plain,trainer.epochs=1"] == "FINISHED"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "1 of 3 jobs of the sweep did not finish (1 failed)" in errors[0], proc.stderr
+    rerun_file = next(tmp_path.glob("outputs/sweeps/*/*/rerun.sh"))
+    assert str(rerun_file.relative_to(tmp_path)) in errors[0]
+    lines = proc.stderr.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  job 1 (failed) optim=sgd optim.lr=1000000.0"))
+    assert "the training loss became non-finite" in lines[at] and "No epoch completed" in lines[at]
+    command = lines[at + 1].strip()
+    assert command in rerun_file.read_text().splitlines()
+    assert command.endswith(f"tracking.parent_run_id={parent.info.run_id}")
+    assert "Compare this sweep" in proc.stdout  # the runs that finished can be compared
+    # the command reruns that job alone, in the same study: a run of the same name under the sweep's parent
+    python, script, *overrides = shlex.split(command)
+    assert python == "python"
+    again = train_cli(*overrides, cwd=tmp_path)
+    assert again.returncode == 2 and "non-finite" in again.stderr
+    rerun = [r for r in _runs(tmp_path) if r.info.run_id not in {parent.info.run_id, *(c.info.run_id for c in
+                                                                                      children.values())}]
+    assert len(rerun) == 1 and rerun[0].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert rerun[0].info.run_name == children["1000000.0"].info.run_name
 
 
 @pytest.mark.slow
@@ -75,3 +96,34 @@ def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_any_job(tmp_path, args,
     assert proc.stderr.startswith("error: ") and says in proc.stderr, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()  # no job ran, no parent run was made
+
+
+def test_the_checks_before_a_sweep_compose_once_per_option_not_once_per_value(monkeypatch):
+    import hydra
+    from hydra import initialize_config_dir
+
+    from helpers import CONF
+    from trainer.errors import UserError
+    from trainer.sweep.check import check_sweep
+
+    calls = []
+    real = hydra.compose
+    monkeypatch.setattr(hydra, "compose", lambda *a, **k: calls.append(k["overrides"]) or real(*a, **k))
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        def sweep(*overrides):  # the config of `python train.py -m OVERRIDES`, as the sweep's callback gets it
+            from hydra.core.global_hydra import GlobalHydra
+            from hydra.types import RunMode
+
+            return GlobalHydra.instance().hydra.compose_config("config", list(overrides), RunMode.MULTIRUN,
+                                                               from_shell=False)
+
+        # 600 jobs: 300 seeds x 2 losses; 2 learning rates
+        check_sweep(sweep("seed=range(0,300)", "loss=plain,weighted", "optim.lr=1e-3,1e-2"))
+        assert calls == [["seed=0", "loss=plain", "optim.lr=0.001"], ["seed=0", "loss=weighted", "optim.lr=0.001"]]
+        calls.clear()
+        # a bad plain value is found among them, named as its job's override
+        bad = sweep("seed=range(0,300)", "loss=plain,weighted", "optim.lr=1e-3,-1,1e-2")
+        with pytest.raises(UserError, match=r"^the job with optim.lr=-1: optim.lr=-1 is not valid"):
+            check_sweep(bad)
+        with pytest.raises(UserError, match=r"^the job with seed=-3: seed=-3 is not valid"):
+            check_sweep(sweep("seed=4,-3", "loss=plain,weighted"))

@@ -7,6 +7,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from trainer.run import run
@@ -71,7 +72,8 @@ def test_throttled_runs_still_log_every_epoch_and_end_with_the_last_checkpoint(r
     real_snapshot = checkpoint.snapshot
 
     def counting_snapshot(**parts):
-        handed_over.append(parts["state"].epoch)
+        if "copy_state" not in parts:  # not a copy kept in case the run fails
+            handed_over.append(parts["state"].epoch)
         return real_snapshot(**parts)
 
     with mock.patch.object(checkpoint, "snapshot", counting_snapshot):
@@ -100,3 +102,58 @@ def test_a_failing_tracking_store_fails_the_run_with_its_error(run_cfg, store):
     r = client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id],
                            order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert r.info.status == "FAILED" and "went away" in r.data.tags["error"]
+
+
+def _fail_at(epoch: int):
+    """loop.train_epoch that trains as usual, then fails at `epoch` as a diverging loss does: after its steps
+    changed the weights."""
+    from trainer.train import loop
+
+    real = loop.train_epoch
+
+    def train_epoch(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if args[6] == epoch:
+            raise loop.NonFiniteLoss(epoch, 3)
+        return out
+    return mock.patch.object(loop, "train_epoch", train_epoch)
+
+
+def _latest(store):
+    client = MlflowClient(store)
+    return client.search_runs([client.get_experiment_by_name("ce-harness").experiment_id],
+                              order_by=["attributes.start_time DESC"], max_results=1)[0]
+
+
+def test_a_failing_run_keeps_every_completed_epoch_and_the_checkpoint_of_the_last(run_cfg, store):
+    from trainer.train.loop import NonFiniteLoss
+
+    throttled = ("trainer.epochs=10", "trainer.patience=null", "trainer.persist_every_s=1000")
+    with _fail_at(4), pytest.raises(NonFiniteLoss) as failed:
+        run(run_cfg(*throttled))
+    r = _latest(store)
+    client = MlflowClient(store)
+    assert r.info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(r.info.run_id, "val/ce")] == [1, 2, 3]
+    path = Path(r.data.tags["checkpoint.path"])
+    assert f"Epochs 1-3 are logged in MLflow and the checkpoint of epoch 3 is kept in {path}." in str(failed.value)
+    assert "Epochs 1-3" in r.data.tags["error"]
+    kept = checkpoint.load(path, r.info.run_id)
+    assert kept["loop"]["epoch"] == 3 and kept["loop"]["progress"] is None
+    # the weights after epoch 3, not those epoch 4 changed before it failed: as a clean 3-epoch run ends
+    clean = run(run_cfg("trainer.epochs=3", "trainer.patience=null", "trainer.persist_every_s=1000"))
+    ended = checkpoint.load(Path(client.get_run(clean.run_id).data.tags["checkpoint.path"]), clean.run_id)
+    assert kept["model"].keys() == ended["model"].keys()
+    for key, value in kept["model"].items():
+        assert torch.equal(value, ended["model"][key]), key
+    assert client.list_artifacts(r.info.run_id, "checkpoint")  # and logged with the run, as any run's
+
+
+def test_a_run_failing_in_its_first_epoch_says_it_kept_nothing(run_cfg, store):
+    from trainer.train.loop import NonFiniteLoss
+
+    with _fail_at(1), pytest.raises(NonFiniteLoss, match="No epoch completed: no metrics or checkpoint"):
+        run(run_cfg("trainer.epochs=5"))
+    r = _latest(store)
+    assert r.info.status == "FAILED" and "val/ce" not in r.data.metrics
+    assert not Path(r.data.tags["checkpoint.path"]).exists()

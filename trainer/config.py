@@ -71,12 +71,14 @@ DEVICES = ("auto", "cpu", "cuda")
 # the val metrics trainer.monitor can watch (trainer.evaluate.metrics.lower_is_better says which way is better)
 MONITORS = ("ce", "balanced_ce", "loss", "ece", "accuracy", "balanced_accuracy", "macro_f1")
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
+FIGURES = ("now", "later", "off")  # eval.figures: when a run's figures are drawn (trainer.run.draw_figures)
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, keys: bool = True) -> None:
     """Check every value a user can set; raise UnknownKey for a key no config file declares, ConfigError naming
-    the first bad value."""
-    check_keys(cfg)
+    the first bad value. keys=False skips the keys (a sweep's check that changed only a value of a checked config)."""
+    if keys:
+        check_keys(cfg)
     _check(cfg, "seed", lambda v: _is_int(v) and 0 <= v < SEED_LIMIT,
            f"an integer in [0, 2**32 - 1 = {SEED_LIMIT - 1}] (numpy's seed range), e.g. seed=0")
     for part in ("val", "test"):
@@ -107,6 +109,7 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "trainer.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0, e.g. 1.0")
     _check(cfg, "trainer.detect_anomaly", lambda v: isinstance(v, bool), "true or false")
     _check(cfg, "model.normed_head", lambda v: isinstance(v, bool), "true (cosine classifier) or false")
+    _check(cfg, "eval.figures", lambda v: v in FIGURES, "one of " + " | ".join(FIGURES) + " (docs/performance.md)")
     _check(cfg, "eval.posthoc_tau", lambda v: v is None or (_is_num(v) and v >= 0),
            "null (off) or a number >= 0, e.g. eval.posthoc_tau=1")
     _check(cfg, "eval.shot_thresholds", lambda v: v is None or (

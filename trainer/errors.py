@@ -4,6 +4,8 @@ The bottom of the package: every stage raises these, nothing here imports anothe
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -37,3 +39,12 @@ class EndedEarly(Exception):
     with the tag `tag` holding the message, and the epoch it stopped after is recorded like any other."""
 
     tag = "ended_early"
+
+
+def command_status(body: Callable[[], int]) -> int:
+    """body() as a command's exit status: a UserError becomes one `error:` line on stderr and status 2."""
+    try:
+        return body()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2

@@ -16,6 +16,7 @@ from trainer.errors import UserError
 from trainer.runtime.signals import Interrupted
 from trainer.sweep.job import HydraJob, hydra_job
 from trainer.tracking import ui_links
+from trainer.tracking.provenance import script
 from trainer.tracking.record import SUMMARY_STEP, Opening, RunRecord, output_dir
 
 if TYPE_CHECKING:
@@ -83,19 +84,21 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
         built = build(cfg, prep.dataset, prep.class_counts["train_resampled"], setup.device, job.launcher,
                       setup.threads, setup.threads_pinned_by)
         record.log_model(built)
-        background = figure_worker.wanted(job.multirun and not job.in_launcher_worker, built.threads.threads,
-                                          built.threads.share) and figure_worker.start()
+        background = (figures_mode(cfg) == "now" and figure_worker.wanted(
+            job.multirun and not job.in_launcher_worker, built.threads.threads, built.threads.share)
+            and figure_worker.start())
         result = fit(cfg, record, built, prep, setup)
         scores = final_scores(built.model, *tensors(prep, setup.device, "val", "test"), built.loss_fn,
                               prep.dataset.classes, (cfg.regularization.l1, cfg.regularization.l2),
                               prep.class_counts, OmegaConf.select(cfg, "eval.shot_thresholds"),
                               OmegaConf.select(cfg, "eval.posthoc_tau"))
         record.log_scores(scores, result, prep)
-        draw_figures(cfg, record, prep, result, scores, background)
+    draw_figures(cfg, record, prep, result, scores, background)  # the run has ended: its figures never stop it
     out = RunResult(record.run_id, scores.val, scores.test, result.best_epoch, result.epochs_run,
                     time.perf_counter() - start, monitor(cfg), result.steps, result.kept_epoch)
     print_summary(out, setup.opening.run_name, setup.opening.uri, cfg.tracking.experiment,
-                  in_sweep=setup.opening.parent_run_id is not None, experiment_id=setup.opening.experiment_id)
+                  in_sweep=setup.opening.parent_run_id is not None, experiment_id=setup.opening.experiment_id,
+                  figures_later=figures_mode(cfg) == "later")
     return out
 
 
@@ -108,13 +111,18 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     from trainer.runtime import determinism
     from trainer.runtime.device import pick_device
     from trainer.sweep import search
+    from trainer.sweep.orphans import end_orphans
     from trainer.tracking import provenance, resume
     from trainer.tracking.masking import mask_overrides
-    from trainer.tracking.params import group_tags
+    from trainer.tracking.params import bounded, group_tags
+    from trainer.tracking.process import this_process
     from trainer.tracking.store import resolve_uri, setup_experiment
+    from trainer.tracking.tags import PROCESS, SWEEP_JOB
 
     uri = resolve_uri(cfg.tracking.uri)
     experiment_id = setup_experiment(uri, cfg.tracking.experiment)
+    if not job.multirun:  # a sweep did this once, at its start
+        end_orphans(uri, [experiment_id])
     device = pick_device(cfg.trainer.device)
     git = provenance.git_state()
     resume_id = cfg.trainer.get("resume")
@@ -125,10 +133,11 @@ def set_up(cfg: DictConfig, job: HydraJob, extra_tags: dict[str, str] | None = N
     # with a step budget the last epoch is known only once the data are: the pruner may then stop any epoch
     trial = search.trial_hooks(cfg.trainer.epochs if cfg.trainer.get("steps") is None else None)
     parent = OmegaConf.select(cfg, "tracking.parent_run_id")  # set by the sweep's callback for its jobs
-    tags = (group_tags(cfg) | fold_tags(cfg.split) | {"device": str(device), resume.PROCESS: resume.this_process()}
-            | trial.tags | (extra_tags or {}) | ({"sweep_id": parent} if parent else {}))
-    opening = Opening(uri, experiment_id, mask_overrides(cfg.tracking.run_name or job.name or "defaults"), tags,
-                      parent, resumed, job.output_dir)
+    tags = (group_tags(cfg) | fold_tags(cfg.split) | {"device": str(device), PROCESS: this_process()}
+            | trial.tags | (extra_tags or {}) | ({"sweep_id": parent} if parent else {})
+            | ({SWEEP_JOB: str(job.num)} if parent and job.num is not None else {}))
+    name = bounded(mask_overrides(cfg.tracking.run_name or job.name or "defaults"))  # the whole: .hydra/overrides.yaml
+    opening = Opening(uri, experiment_id, name, tags, parent, resumed, job.output_dir)
     pinned_by = "trainer.threads" if cfg.trainer.get("threads") else "the run being resumed"
     return Setup(opening, device, deterministic, git, threads, pinned_by, trial,
                  tokenizer or (resumed.tokenizer if resumed else None))
@@ -176,22 +185,49 @@ def fit(cfg: DictConfig, record: RunRecord, built: Built, prep: Prepared, setup:
     return result
 
 
+def figures_mode(cfg: DictConfig) -> str:
+    """eval.figures: now (drawn when the run ends), later (their inputs logged, drawn by scripts/figures.py), off."""
+    return OmegaConf.select(cfg, "eval.figures", default="now")
+
+
 def draw_figures(cfg: DictConfig, record: RunRecord, prep: Prepared, result: FitResult, scores: object,
                  background: bool) -> None:
-    """The run's figures into its output folder and its record: in the background process when it was started."""
-    from trainer.evaluate import figure_worker, figures
+    """The run's figures into its output folder and its record (in the background process when it was started), or
+    what they need for later (eval.figures=later), or none; a failure is a warning: the run's results stand."""
+    from trainer.evaluate import deferred, figure_worker, figures
 
+    mode = figures_mode(cfg)
+    if mode == "off":
+        record.client.set_tag(record.run_id, deferred.TAG, deferred.OFF)
+        return
     inputs = figures.FigureInputs(scores.probs, scores.target, prep.dataset.classes, prep.class_counts,
                                   result.history, result.best_epoch,
                                   figures.subtitle(cfg.loss.name, cfg.resampling.name, record.opening.run_name),
                                   monitor=monitor(cfg), kept_epoch=result.kept_epoch)
-    figure_worker.draw(inputs, record.folder, record.run_id, record.opening.uri, SUMMARY_STEP, background)
+    try:
+        if mode == "later":
+            deferred.defer(inputs, record.run_id, record.opening.uri, SUMMARY_STEP)
+        else:
+            figure_worker.draw(inputs, record.folder, record.run_id, record.opening.uri, SUMMARY_STEP, background)
+    except Interrupted as e:  # the run is FINISHED: what its figures need is kept for later
+        deferred.defer(inputs, record.run_id, record.opening.uri, SUMMARY_STEP)
+        raise FiguresInterrupted(e.signum, record.run_id) from None
+    except Exception as e:  # noqa: BLE001 - the run ended FINISHED with its metrics
+        log.warning("figures of run %s failed: %s: %s", record.run_id, type(e).__name__, e)
+
+
+class FiguresInterrupted(Interrupted):
+    """A signal while a FINISHED run drew its figures (or waited to hand them over): their inputs are logged."""
+
+    def __init__(self, signum: int, run_id: str) -> None:
+        super().__init__(signum, f"run {run_id} had FINISHED; its figures were not drawn, their inputs are logged: "
+                                 f"python {script('scripts/figures.py')} {run_id}")
 
 
 def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_sweep: bool = False,
-                  experiment_id: str = "0") -> None:
-    """A short table of the final val and test metrics, the run id and how to open its page in the UI (a sweep
-    says where its runs are once, at its end, instead of after every job)."""
+                  experiment_id: str = "0", figures_later: bool = False) -> None:
+    """A short table of the final val and test metrics, the run id and how to open its page in the UI (and how to
+    draw its deferred figures; a sweep says where its runs are once, at its end, instead of after every job)."""
     cols = ("ce", "accuracy", "balanced_accuracy")
     kept = (f"best {r.monitor} at epoch {r.best_epoch}" if r.kept_epoch == r.best_epoch else
             f"the last epoch's weights kept; best {r.monitor} at epoch {r.best_epoch}")
@@ -203,6 +239,8 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_swe
     if not in_sweep:
         how, address = ui_links.address(uri)
         lines.append(f"Its page in the UI: {how} {address}/{ui_links.run_page(experiment_id, r.run_id)}")
+        if figures_later:
+            lines.append(f"Draw its figures (eval.figures=later): python {script('scripts/figures.py')} {r.run_id}")
     print("\n".join(lines), flush=True)
 
 
@@ -220,6 +258,14 @@ def main(cfg: DictConfig) -> RunResult:
     job = hydra_job()
     try:
         return run(cfg, job=job)
+    except FiguresInterrupted as e:
+        from trainer.runtime.signals import handled
+
+        print(e, file=sys.stderr, flush=True)
+        handled()
+        if job.in_launcher_worker:
+            raise RuntimeError(f"job {e}") from None
+        sys.exit(e.exit_code)
     except Interrupted as e:
         import mlflow
 
@@ -243,10 +289,22 @@ def main(cfg: DictConfig) -> RunResult:
             raise RuntimeError(f"job {e}") from None
         sys.exit(e.exit_code)
     except UserError as e:
-        if job.stops_on_error:  # one line and exit 2, not Hydra's traceback of the job
-            which = f"the job with {job.name}: " if job.multirun and job.name else ""
-            print(f"error: {which}{e}", file=sys.stderr, flush=True)
+        if not job.multirun:  # one line and exit 2, not Hydra's traceback
+            print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
-        log.error("%s", e)  # a launcher's worker or a search's trial: the sweep records the job as failed
+        # a job of a sweep: the sweep records it failed, runs the next and lists it at its end
+        log.error("job %s failed: %s", _job_label(job), e)
         raise
+    except Exception:
+        if job.multirun:  # Hydra keeps a failed job's error without its traceback
+            log.exception("job %s failed", _job_label(job))
+        raise
+
+
+def _job_label(job: HydraJob) -> str:
+    """A sweep's job as its logs and the sweep's final list name it: its number and its overrides."""
+    from trainer.sweep.outcome import Job
+
+    own = [o for o in job.overrides if not o.startswith(("tracking.uri=", "tracking.parent_run_id="))]  # the sweep's
+    return f"{job.num} ({Job(job.num or 0, own).label})"
 

@@ -1,8 +1,7 @@
-"""Hydra's joblib launcher, plus: a job that a setting stopped (trainer.config.UserError in its worker) ends the
-sweep with one `error:` line and exit code 2, as a job of the basic launcher does, not with Hydra's traceback;
-and its workers do not print Hydra's five-line deprecation warning about the preset's name (train.py silences it
-in the sweep's own process; a worker composes its job's config before any of our code runs, so it is told
-through PYTHONWARNINGS, which the workers inherit).
+"""Hydra's joblib launcher, whose workers do not print Hydra's five-line deprecation warning about the preset's name
+(train.py silences it in the sweep's own process; a worker composes its job's config before any of our code runs, so
+it is told through PYTHONWARNINGS, which the workers inherit). A job that fails in a worker is the sweeper's to
+list (hydra_plugins/ce_basic_sweeper): the batch's other jobs finish.
 """
 from __future__ import annotations
 
@@ -23,11 +22,9 @@ PRESET_WARNING = "ignore::UserWarning:multiprocessing.process"
 
 
 class JoblibLauncher(_JoblibLauncher):
-    """hydra_joblib_launcher's JoblibLauncher that reports a job's setting error as one line."""
+    """hydra_joblib_launcher's JoblibLauncher whose workers keep Hydra's preset warning to themselves."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        from trainer.sweep.check import stop_on_user_error
-
         before = os.environ.get("PYTHONWARNINGS")
         os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (before, PRESET_WARNING)))  # for the workers it starts
         try:
@@ -37,5 +34,4 @@ class JoblibLauncher(_JoblibLauncher):
                 os.environ.pop("PYTHONWARNINGS", None)
             else:
                 os.environ["PYTHONWARNINGS"] = before
-        stop_on_user_error(job_overrides, results)
         return results

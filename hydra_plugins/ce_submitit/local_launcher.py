@@ -1,6 +1,6 @@
 """Hydra's submitit local launcher, plus: a sweep stopped early (SIGINT, SIGTERM, a failed job) stops its job
-processes (without it they outlived the launching process and trained on into runs already ended KILLED), and a
-job that a setting stopped ends the sweep with one `error:` line and exit 2 (trainer.sweep.check).
+processes (without it they outlived the launching process and trained on into runs already ended KILLED). A job
+that fails is the sweeper's to list (hydra_plugins/ce_basic_sweeper).
 
 submitit starts each job under a controller process (submitit.local._local) that forwards SIGTERM to its task;
 the launcher keeps the Job objects in a local variable, so the controllers are recorded as they start.
@@ -26,8 +26,6 @@ class LocalLauncher(_SubmititLocalLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
         import submitit.local.local as local
 
-        from trainer.sweep.check import stop_on_user_error
-
         started: list[Any] = []
         original = local.start_controller
 
@@ -44,7 +42,6 @@ class LocalLauncher(_SubmititLocalLauncher):
             raise
         finally:
             local.start_controller = original
-        stop_on_user_error(job_overrides, results)  # a job's setting error: one line and exit 2
         return results
 
 

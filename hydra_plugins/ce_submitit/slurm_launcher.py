@@ -1,4 +1,4 @@
-"""Hydra's submitit Slurm launcher, plus three things it leaves out.
+"""Hydra's submitit Slurm launcher, plus two things it leaves out.
 
 - A sweep stopped early (SIGINT or SIGTERM in the launching process, or a job failed) cancels the Slurm jobs it
   submitted (scancel) and waits until Slurm has them gone, before the sweep's atexit handler
@@ -6,8 +6,6 @@
   into runs already ended KILLED, and finished FINISHED under a FAILED parent.
 - sbatch refusing the jobs (a memory, partition or CPU request the cluster cannot meet) is one `error:` line
   naming the hydra.launcher setting, after sbatch's own lines, instead of a traceback; the parent run ends FAILED.
-- A job that a setting stopped (trainer.config.UserError) ends the sweep with one `error:` line and exit 2
-  (trainer.sweep.check.stop_on_user_error), as a job of the basic launcher does.
 
 The job ids come from submitit's watcher (SlurmJob.watcher), where every Slurm job this process submitted is
 registered: the launcher keeps its Job objects in a local variable.
@@ -41,8 +39,6 @@ class SlurmLauncher(_SubmititSlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
         import submitit
 
-        from trainer.sweep.check import stop_on_user_error
-
         watcher = submitit.SlurmJob.watcher
         before = set(watcher._registered)
         try:
@@ -55,7 +51,6 @@ class SlurmLauncher(_SubmititSlurmLauncher):
                 # message alone goes to stderr, exit status 1, and the sweep's atexit handler ends the parent FAILED
                 raise SystemExit(refusal_message(refusal, self.params)) from None
             raise
-        stop_on_user_error(job_overrides, results)  # a job's setting error: one line and exit 2
         return results
 
 

@@ -15,7 +15,8 @@ from trainer.analysis.grouping import (DEFAULT_METRIC, Across, Comparison, Selec
 from trainer.analysis.report import Part, cd_figure, curves_figure, differences_figure
 from trainer.errors import UserError
 from trainer.evaluate.metrics import lower_is_better
-from trainer.tracking.store import require_store, resolve_uri
+from trainer.sweep.orphans import end_orphans
+from trainer.tracking.store import refresh_statistics, require_store, resolve_uri
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -209,6 +210,8 @@ def _main(args: argparse.Namespace) -> int:
 
     uri = resolve_uri(args.tracking_uri)
     require_store(uri)
+    end_orphans(uri)  # a killed sweep's runs are KILLED, not RUNNING, in what follows
+    refresh_statistics(uri)  # a large sqlite store reads metric histories through the right index
     client = MlflowClient(uri)
     sel = select(client, uri, experiment=args.experiment, parent=args.parent, where=args.filter)
     comparisons = comparisons_of(sel.runs, args.metric, args.across, args.baseline)

@@ -6,13 +6,18 @@ leave a core of its share idle, that core draws them: `python -m trainer.evaluat
 numpy and matplotlib only (0.5 s; a multiprocessing "spawn" child re-imports train.py and with it torch, mlflow
 and Hydra, 5 s, which made an earlier version of this worker slower than drawing in the run on 2 cores), lowered
 in priority so that training goes first. It writes the PNGs into the run's output folder; a thread of this
-process logs them to the run (figures/, time/figures_s) as each run's are done, and at exit this process waits
-for the last ones. Runs it could not draw (the process failed or was killed) are drawn here at exit, so every
-run keeps its figures. A run never waits for it (another thread writes to its pipe). Ctrl-C or a closed
-terminal does not stop it: it finishes the runs handed over; a signal to the sweep's process while it waits
-for them stops it, and the exit status says so (128 + the signal). If the sweep's process is killed, it still
-draws what it was given into the output folders, without logging it. Elsewhere (single runs, launcher workers,
-a model using the whole share) figures are drawn in the run. Same content either way: trainer.evaluate.figures.save draws them.
+process logs them to the run (figures/, time/figures_s) as each run's are done.
+
+It is never far behind: a run hands its figures over at once while fewer than MAX_BACKLOG runs wait for theirs, and
+waits for the process otherwise (runs shorter than their figures then go at the pace of the drawing; for thousands of
+sub-second runs, eval.figures=later defers them instead, see trainer.evaluate.deferred). So at exit this process
+waits for at most MAX_BACKLOG runs' figures, never for a backlog (a sweep of 1,200 sub-second runs once waited 8
+minutes for 918 of them). Runs it could not draw (the process failed or was killed) are drawn here at exit. A
+signal while this process waits for them stops the process: their inputs are logged instead (figures=later) for
+scripts/figures.py, and the exit status says so (128 + the signal). Ctrl-C or a closed terminal does not stop the
+process by itself: it finishes the runs handed over; if the sweep's process is killed, it still draws them into the
+output folders, without logging them. Elsewhere (single runs, launcher workers, a model using the whole share)
+figures are drawn in the run. Same content either way: trainer.evaluate.figures.save draws them.
 
 Protocol: pickled (FigureInputs, output folder, run id) tuples on the child's stdin, EOF to finish; pickled
 (run id, seconds, error or None) on its stdout.
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 
 NICE = 10  # the worker's niceness increment: training goes first when the cores are contended
 IDLE_CORES = 1  # cores of the job's share beside its torch threads needed to draw in the background
+MAX_BACKLOG = 2  # runs handed over and not yet drawn: one being drawn, one queued; a run waits beyond that
 
 
 @dataclass
@@ -55,7 +61,7 @@ class _Worker:
     tasks: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # what the writer hands over; None: the end
     pending: dict[str, _Job] = field(default_factory=dict)  # run id -> what it needs, until its figures are logged
     failed: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)  # notified when a run leaves pending
 
 
 _worker: _Worker | None = None
@@ -88,6 +94,8 @@ def _log_results(w: _Worker, results: IO[bytes]) -> None:
         try:
             run_id, seconds, error = pickle.load(results)
         except (EOFError, pickle.UnpicklingError, OSError):
+            with w.lock:
+                w.lock.notify_all()  # a run waiting to hand over draws its own now
             return  # the child finished or died; drain() draws what it left
         with w.lock:
             job = w.pending.get(run_id)
@@ -104,6 +112,7 @@ def _log_results(w: _Worker, results: IO[bytes]) -> None:
             w.pending.pop(run_id, None)
             if error is not None:
                 w.failed.append(run_id)
+            w.lock.notify_all()
 
 
 def start() -> bool:
@@ -132,15 +141,23 @@ def start() -> bool:
 
 
 def submit(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int) -> None:
-    """Hand a finished run's figures to the background process (started on first use); drawn here if it is gone
-    or cannot start."""
+    """Hand a finished run's figures to the background process (started on first use), once fewer than MAX_BACKLOG
+    runs wait for theirs; drawn here if it is gone or cannot start."""
     if not start():
         draw_and_log(inp, output_dir, run_id, uri, step)
         return
-    assert _worker is not None
-    with _worker.lock:
-        _worker.pending[run_id] = _Job(inp, output_dir, uri, step)
-    _worker.tasks.put((inp, output_dir, run_id))
+    w = _worker
+    assert w is not None
+    with w.lock:
+        while len(w.pending) >= MAX_BACKLOG and w.reader.is_alive():
+            w.lock.wait(0.2)  # woken by each drawn run; the timeout lets a signal's handler run (see _join)
+        alive = w.reader.is_alive()  # it reads until the process ends
+        if alive:
+            w.pending[run_id] = _Job(inp, output_dir, uri, step)
+    if not alive:
+        draw_and_log(inp, output_dir, run_id, uri, step)
+        return
+    w.tasks.put((inp, output_dir, run_id))
 
 
 def draw(inp: FigureInputs, output_dir: Path, run_id: str, uri: str, step: int, background: bool) -> None:
@@ -156,8 +173,9 @@ def drain() -> list[str]:
     """Wait for every figure handed over and stop the process; draw here any run it left; return the run ids
     whose figures failed (each logged as a warning: a run's results stand without its figures).
 
-    Ctrl-C, SIGTERM or SIGHUP meanwhile stops the drawing: one warning naming the runs left without figures
-    (what was drawn stays in their output folders) and the process's exit status 128 + the signal."""
+    It waits for at most MAX_BACKLOG runs (submit). Ctrl-C, SIGTERM or SIGHUP meanwhile stops the drawing: the
+    inputs of the runs left without figures are logged (trainer.evaluate.deferred), one warning names them, and the
+    process's exit status is 128 + the signal."""
     global _worker
     if _worker is None:
         return []
@@ -166,8 +184,8 @@ def drain() -> list[str]:
     try:
         if w.pending:
             log.info("waiting for the figures of %d run(s) drawn in the background", len(w.pending))
-        w.writer.join()
-        w.reader.join()  # returns when the child closes its stdout: after its last result, or when it dies
+        _join(w.writer)
+        _join(w.reader)  # returns when the child closes its stdout: after its last result, or when it dies
         w.process.wait()
         left = list(w.pending.items())
         if left:
@@ -186,8 +204,17 @@ def drain() -> list[str]:
     return w.failed
 
 
+def _join(thread: threading.Thread) -> None:
+    """Join thread, waking every 0.2 s: a signal the kernel handed to another thread runs its Python handler only
+    when the main thread next runs Python code, and a plain join() never would."""
+    while thread.is_alive():
+        thread.join(0.2)
+
+
 def _stop(w: _Worker, e: KeyboardInterrupt) -> list[str]:
-    """A signal while drain() waited: kill the process, set the exit status, name the runs left without figures."""
+    """A signal while drain() waited: kill the process, set the exit status, log the inputs of the runs left without
+    figures (figures=later) and say how to draw them; return their ids."""
+    from trainer.evaluate import deferred
     from trainer.runtime.shutdown import set_exit_code
     from trainer.runtime.signals import handled
 
@@ -198,11 +225,16 @@ def _stop(w: _Worker, e: KeyboardInterrupt) -> list[str]:
     set_exit_code(getattr(e, "exit_code", 130))
     handled()
     with w.lock:
-        left = list(w.pending)
+        left = dict(w.pending)
+    for run_id, job in left.items():
+        try:
+            deferred.defer(job.inp, run_id, job.uri, job.step)
+        except Exception as error:  # noqa: BLE001 - the run's results stand without its figures
+            log.warning("figures of run %s: their inputs could not be logged (%s)", run_id, error)
     if left:
-        log.warning("%s while drawing figures: %d run(s) have none in MLflow (%s); what was drawn is in their "
-                    "output folders' figures/", str(e) or "interrupted by SIGINT", len(left), ", ".join(left))
-    return left
+        log.warning("%s while drawing figures: %d run(s) have none yet; their inputs are logged for "
+                    "scripts/figures.py to draw them (%s)", str(e) or "interrupted by SIGINT", len(left), ", ".join(left))
+    return list(left)
 
 
 def _warm_up() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.data.types import Vocabulary
 from trainer.config import pretrained_unreachable
+from trainer.data.types import Vocabulary
 from trainer.errors import UserError
 from trainer.models.text import trim
 

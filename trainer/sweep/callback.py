@@ -13,16 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, read_write
 
 from trainer.errors import UserError
 from trainer.runtime.writable import require_folder
 from trainer.sweep.check import check_sweep
-from trainer.sweep.job import BASIC_LAUNCHER
+from trainer.sweep.job import BASIC_LAUNCHER, BASIC_SWEEPERS
+from trainer.sweep.orphans import SWEEP_DIR, end_orphans
 from trainer.tracking.masking import mask_overrides
-from trainer.tracking.provenance import resume_command, script
-from trainer.tracking.store import default_uri, drop_inherited_run_id, resolve_uri, setup_experiment, ui_command
-from trainer.tracking.tags import CHECKPOINT
+from trainer.tracking.params import MAX_TAG_CHARS, bounded
+from trainer.tracking.process import this_process
+from trainer.tracking.provenance import script, stopped_run_command
+from trainer.tracking.store import (default_uri, drop_inherited_run_id, refresh_statistics, resolve_uri,
+                                    setup_experiment, ui_command)
+from trainer.tracking.tags import PROCESS
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +46,6 @@ def handed_over(config: DictConfig, key: str) -> str | None:
     found = [o for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.hydra))
              if o.key_or_group == key]
     return str(found[-1].value()) if found else None
-
-
-def _resume_command(run: Any) -> str | None:
-    """The command that continues a sweep's stopped run, from the overrides Hydra wrote beside its checkpoint
-    (the job's .hydra/overrides.yaml); None when that folder is not on this machine."""
-    ckpt = run.data.tags.get(CHECKPOINT)
-    overrides = Path(ckpt).parent / ".hydra" / "overrides.yaml" if ckpt else None
-    if overrides is None or not overrides.is_file():
-        return None
-    return resume_command([str(o) for o in OmegaConf.load(overrides)], run.info.run_id)
 
 
 class SweepCallback(Callback):
@@ -91,6 +85,9 @@ class SweepCallback(Callback):
         except UserError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except Exception:  # Hydra would turn it into a warning and run the jobs without their parent run
+            log.exception("the sweep could not start")
+            sys.exit(1)
 
     def _start(self, config: DictConfig) -> None:
         from mlflow.tracking import MlflowClient
@@ -98,12 +95,17 @@ class SweepCallback(Callback):
         drop_inherited_run_id()
         uri = resolve_uri(config.tracking.uri)
         experiment_id = setup_experiment(uri, config.tracking.experiment)
+        end_orphans(uri, [experiment_id])
         overrides = mask_overrides(" ".join(config.hydra.overrides.task))
-        run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep {overrides}".strip(),
-                                           tags={"sweep": "parent", "sweep.overrides": overrides})
+        run = MlflowClient(uri).create_run(experiment_id, run_name=bounded(f"sweep {overrides}".strip()),
+                                           tags={"sweep": "parent", "sweep.overrides": bounded(overrides, MAX_TAG_CHARS),
+                                                 PROCESS: this_process(),
+                                                 SWEEP_DIR: str(Path(config.hydra.sweep.dir).resolve())})
         self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id
         # jobs in a launcher's worker processes: a stopped one may end its run KILLED where its output is not seen
         self._workers = config.hydra.launcher.get("_target_") != BASIC_LAUNCHER
+        # the harness's sweeper lists every job that did not finish, the stopped ones with their resume command
+        self._listed = config.hydra.sweeper.get("_target_") == BASIC_SWEEPERS[1]
         # Hydra skips on_multirun_end when a job fails or a signal stops the sweep: the runs must not stay RUNNING.
         atexit.register(self._end, "FAILED")
         with read_write(config.hydra.overrides):
@@ -113,17 +115,18 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._end("FINISHED")
-        print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)
 
     def _end(self, status: str) -> None:
+        """End the parent run (and any child left RUNNING); name the compare command when a run finished."""
         from mlflow.tracking import MlflowClient
+
+        from trainer.tracking.store import search_all
 
         client = MlflowClient(self._uri)
         parent = client.get_run(self._run_id)
         if parent.info.status != "RUNNING":
             return
-        children = client.search_runs([parent.info.experiment_id],
-                                      filter_string=f"tags.mlflow.parentRunId = '{self._run_id}'")
+        children = search_all(client, [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{self._run_id}'")
         stopped = []
         for child in children:
             if child.info.status == "RUNNING":  # its process was killed before it could end the run
@@ -132,16 +135,27 @@ class SweepCallback(Callback):
                 stopped.append(child)
             elif child.info.status == "KILLED" and self._workers:
                 stopped.append(child)  # its worker ended it (Ctrl-C reaches the whole process group)
-        commands = [c for c in map(_resume_command, stopped) if c]
+        commands = [] if self._listed else [c for c in map(stopped_run_command, stopped) if c]
         if commands:  # a launcher's worker was stopped with its job: it could not print this itself
             print(f"{len(commands)} run(s) of the sweep were stopped (KILLED); continue each with:\n  "
                   + "\n  ".join(commands), file=sys.stderr, flush=True)
         failed = [c.info.run_name for c in children if c.info.status != "FINISHED"]
         if failed or status != "FINISHED":
-            client.set_tag(self._run_id, "error", f"runs not finished: {', '.join(failed) or 'sweep stopped'}")
+            client.set_tag(self._run_id, "error", bounded(f"runs not finished: {', '.join(failed) or 'sweep stopped'}",
+                                                          MAX_TAG_CHARS))
             status = "FAILED"
         client.set_tag(self._run_id, "sweep.runs", str(len(children)))
         client.set_terminated(self._run_id, status)
+        refresh_statistics(self._uri)  # the store grew: keep its queries on their indexes
+        if any(c.info.status == "FINISHED" for c in children):
+            print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)
+        from trainer.evaluate import deferred
+
+        waiting = sum(c.data.tags.get(deferred.TAG) == deferred.LATER for c in children)
+        if waiting:  # eval.figures=later, or a signal stopped their drawing
+            store = "" if self._uri == default_uri() else f" --tracking-uri {self._uri}"
+            print(f"The figures of {waiting} run(s) wait to be drawn: python {script('scripts/figures.py')} "
+                  f"--parent {self._run_id}{store}", flush=True)
 
 
 def sweep_hint(uri: str, parent_run_id: str, experiment_id: str) -> str:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# Hydra's basic sweeper, and the harness's (hydra_plugins/ce_basic_sweeper, the default): every combination of values
+BASIC_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                  "hydra_plugins.ce_basic_sweeper.sweeper.CeBasicSweeper")
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # jobs in the sweep's own process
 
 
@@ -18,8 +20,8 @@ class HydraJob:
     output_dir: Path | None = None  # the job's folder
     mode: str | None = None  # "RUN" (a single run) or "MULTIRUN" (a job of a sweep)
     launcher: dict = field(default_factory=dict)  # hydra.launcher, resolved: its _target_ and settings
-    sweeper: str = ""  # hydra.sweeper._target_
     overrides: tuple[str, ...] = ()  # the job's task overrides, as typed or added by the sweep
+    num: int | None = None  # a sweep's job: its number (hydra.job.num), from 0 in the order of the sweep
 
     @property
     def multirun(self) -> bool:
@@ -30,12 +32,6 @@ class HydraJob:
         """A multirun's job in a launcher's worker process (joblib, submitit, ray), not in the sweep's own."""
         return self.multirun and self.launcher.get("_target_") != BASIC_LAUNCHER
 
-    @property
-    def stops_on_error(self) -> bool:
-        """A single run, or a job of a basic sweep run by the sweep's own process: Hydra's basic sweeper ends the
-        sweep at a failed job anyway (the Optuna sweeper records a failed trial and goes on)."""
-        return self.mode == "RUN" or (self.multirun and not self.in_launcher_worker and self.sweeper == BASIC_SWEEPER)
-
 
 def hydra_job() -> HydraJob:
     from hydra.core.hydra_config import HydraConfig
@@ -45,5 +41,5 @@ def hydra_job() -> HydraJob:
     hc = HydraConfig.get()
     launcher = hc.get("launcher")
     return HydraJob(hc.job.override_dirname or None, Path(hc.runtime.output_dir), getattr(hc.mode, "name", None),
-                    {} if launcher is None else OmegaConf.to_container(launcher, resolve=True),
-                    str(hc.sweeper.get("_target_", "")), tuple(hc.overrides.task))
+                    {} if launcher is None else OmegaConf.to_container(launcher, resolve=True), tuple(hc.overrides.task),
+                    hc.job.get("num") if getattr(hc.mode, "name", None) == "MULTIRUN" else None)

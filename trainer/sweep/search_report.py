@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shlex
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -25,9 +24,9 @@ def storage_label(url: str | None) -> str:
 
 def command(overrides: list[str]) -> str:
     """The shell command that reruns a trial as a single run (train.py named as from the working folder)."""
-    from trainer.tracking.provenance import script
+    from trainer.tracking.provenance import train_command
 
-    return f"python {script('train.py')} " + " ".join(shlex.quote(o) for o in overrides)
+    return train_command(overrides)
 
 
 def param_key(name: str) -> str:

@@ -2,6 +2,7 @@
 group as a tag, the whole config and Hydra's files as artifacts; and the config a run stored, read back."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,11 +17,23 @@ from trainer.tracking.masking import mask
 # remedy: only in the study presets (conf/experiment/), which choose one remedy per run; tokenizer: text datasets only
 GROUPS = ("dataset", "imbalance", "noise", "model", "loss", "resampling", "regularization", "optim", "ssl",
           "remedy", "tokenizer")
-MAX_PARAM_CHARS = 6000
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a param's value
+MAX_TAG_CHARS = 8000  # MLflow's limit on a tag's value (a server on PostgreSQL refuses longer ones)
+MAX_NAME_CHARS = 250  # a run's name, e.g. its overrides: a 40 KB override once named a run with 40,603 characters
 
 
-def flatten(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as MLflow params: dotted keys, values cut to MLflow's limit, secrets masked."""
+def bounded(text: str, limit: int = MAX_NAME_CHARS) -> str:
+    """text, or when longer than limit its beginning, '...' and a hash of the whole (two long names that share
+    their beginning stay apart)."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{text[:limit - 12]}...#{digest}"
+
+
+def flatten(cfg: DictConfig, cut: list[str] | None = None) -> dict[str, str]:
+    """The resolved config as MLflow params: dotted keys, values cut to MLflow's limit (their keys appended to cut,
+    when given), secrets masked."""
     out: dict[str, str] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -31,6 +44,8 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
         key = re.sub(r"[^\w\-. :/]", "_", prefix)
         value = json.dumps(node) if isinstance(node, (list, dict)) else str(node)
         out[key] = value[:MAX_PARAM_CHARS]
+        if cut is not None and len(value) > MAX_PARAM_CHARS:
+            cut.append(key)
 
     walk(mask(OmegaConf.to_container(cfg, resolve=True)), "")
     return out

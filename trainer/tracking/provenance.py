@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from trainer.data.fingerprint import fingerprint
 from trainer.data.types import Dataset
@@ -65,6 +66,12 @@ def script(name: str, cwd: Path | None = None) -> str:
         return shlex.quote(str(path))
 
 
+def train_command(overrides: Sequence[str]) -> str:
+    """`python train.py OVERRIDES` as a user types it here: train.py as from the working folder, each override a
+    shell word."""
+    return " ".join([f"python {script('train.py')}", *map(_shell, overrides)])
+
+
 def resume_command(overrides: Sequence[str], run_id: str) -> str:
     """The command that continues run_id: train.py (as typed from here) with the job's overrides, the last of each
     key (a sweep's job has tracking.uri twice), less trainer.resume and the sweep's tracking.parent_run_id."""
@@ -74,13 +81,27 @@ def resume_command(overrides: Sequence[str], run_id: str) -> str:
         if key not in ("trainer.resume", "tracking.parent_run_id"):
             kept.pop(key, None)
             kept[key] = o
-    return " ".join([f"python {script('train.py')}", *map(_shell, kept.values()), f"trainer.resume={run_id}"])
+    return train_command([*kept.values(), f"trainer.resume={run_id}"])
+
+
+def stopped_run_command(run: Any) -> str | None:
+    """The command that continues a stopped run (an MLflow Run), from the overrides Hydra wrote beside its
+    checkpoint (the job's .hydra/overrides.yaml); None when that folder is not on this machine."""
+    from omegaconf import OmegaConf
+
+    from trainer.tracking.tags import CHECKPOINT
+
+    ckpt = run.data.tags.get(CHECKPOINT)
+    overrides = Path(ckpt).parent / ".hydra" / "overrides.yaml" if ckpt else None
+    if overrides is None or not overrides.is_file():
+        return None
+    return resume_command([str(o) for o in OmegaConf.load(overrides)], run.info.run_id)
 
 
 def _shell(override: str) -> str:
-    """An override as a shell word: quoted when the shell would split or expand it (`model.hidden=[64, 32]`),
+    """An override as a shell word: quoted when the shell would split, expand or unquote it (`model.hidden=[64,32]`),
     else as Hydra wrote it (`tracking.uri=sqlite\\:////x.db` pastes as it is)."""
-    return shlex.quote(override) if re.search(r"[\s$;&|()<>*?!\"`#]", override) else override
+    return shlex.quote(override) if re.search(r"[\s$;&|()<>*?!\"`#'\[{]", override) else override
 
 
 def versions() -> dict[str, str]:

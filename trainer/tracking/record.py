@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.errors import EndedEarly
-from trainer.tracking.params import MAX_PARAM_CHARS
+from trainer.tracking.params import MAX_PARAM_CHARS, MAX_TAG_CHARS, bounded
 from trainer.tracking.store import drop_inherited_run_id
-from trainer.tracking.tags import CHECKPOINT
+from trainer.tracking.tags import CHECKPOINT, PARAMS_CUT
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -162,6 +162,8 @@ class RunRecord:
 
         tags = {CHECKPOINT: str(self.checkpoint)}
         first = self.resumed is None or not self.resumed.recorded  # a run stopped that early records it now
+        cut: list[str] = []
+        params = flatten(cfg, cut) if first else {}
         if first:
             tags |= provenance.tags(git, device, int(cfg.seed), deterministic)
             tags[ui_links.DESCRIPTION_TAG] = ui_links.description(self.opening.experiment_id, self.run_id)
@@ -169,7 +171,11 @@ class RunRecord:
             log_config(cfg, hydra_dir / ".hydra" if hydra_dir is not None else None)
             if git.dirty:
                 mlflow.log_text(git.diff, provenance.DIFF_ARTIFACT)
-        self._batch(params=flatten(cfg) if first else {}, tags=tags)
+        if cut:  # MLflow keeps 6,000 characters of a param: say which, and where the whole value is
+            tags[PARAMS_CUT] = bounded(", ".join(cut), MAX_TAG_CHARS)
+            log.warning("MLflow keeps %d characters of a param: %s cut (tag %s); the whole values are in the run's "
+                        "config.yaml artifact and .hydra/overrides.yaml", MAX_PARAM_CHARS, ", ".join(cut), PARAMS_CUT)
+        self._batch(params=params, tags=tags)
 
     def log_data(self, prep: Prepared, dataset: DictConfig) -> None:
         """The data's fingerprint (a resumed run's must match), the data as the run's dataset input (the UI's Dataset

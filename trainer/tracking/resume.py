@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +13,16 @@ from omegaconf import DictConfig
 from trainer.config import ADDED_SETTINGS
 from trainer.errors import UserError
 from trainer.tracking.params import flatten, stored_config
+from trainer.tracking.process import Owner, this_process
+from trainer.tracking.provenance import script
 from trainer.tracking.tags import CHECKPOINT as TAG, PROCESS
 from trainer.train import checkpoint
 from trainer.train.loop import LoopState, epoch_metrics
 
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
 TOKENIZER_DIR = "tokenizer"  # a text run's tokenizer.json (trainer.data.tokenizer), logged by trainer.tracking.record
-MAY_DIFFER = ("trainer.resume", "tracking.")  # where to log and what to continue; every other setting must match
+# where to log, what to continue and when to draw the figures; every other setting must match
+MAY_DIFFER = ("trainer.resume", "tracking.", "eval.figures")
 
 log = logging.getLogger(__name__)
 
@@ -124,43 +126,18 @@ def saved_tokenizer(client, run_id: str, folder: Path) -> Path | None:
         return None
 
 
-def this_process() -> str:
-    """This process as the PROCESS tag records it: pid@host/start (start: its start time in clock ticks since boot,
-    so that a later process given the same pid is not taken for it)."""
-    return f"{os.getpid()}@{socket.gethostname()}/{_start_ticks(os.getpid())}"
-
-
-def _start_ticks(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):  # not Linux, or no such process
-        return ""
-
-
-def _alive(pid: int, start: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        pass
-    return not start or _start_ticks(pid) in (start, "")
-
-
-def _check_running(uri: str, run_id: str, owner: str) -> None:
+def _check_running(uri: str, run_id: str, tag: str) -> None:
     """UserError unless the process that left the run RUNNING is gone (killed with kill -9, say), which only
     a process on the same host can tell."""
-    pid, _, rest = owner.partition("@")
-    host, _, start = rest.rpartition("/")
-    if host == socket.gethostname() and pid.isdigit():
-        if int(pid) != os.getpid() and _alive(int(pid), start):
-            raise UserError(f"trainer.resume={run_id}: run {run_id} is being continued by another process (pid "
-                            f"{pid} on host {host}). Wait for it to end, or stop it (Ctrl-C) and resume again.")
-        log.info("run %s is RUNNING, but its process (pid %s on this host) is gone: continuing it", run_id, pid)
+    owner = Owner.parse(tag)
+    if owner.here:
+        if owner.pid != os.getpid() and owner.alive():
+            raise UserError(f"trainer.resume={run_id}: run {run_id} is being continued by another process "
+                            f"({owner}). Wait for it to end, or stop it (Ctrl-C) and resume again.")
+        log.info("run %s is RUNNING, but its process (pid %s on this host) is gone: continuing it", run_id, owner.pid)
         return
-    who = f"pid {pid} on host {host}" if host else "a process this harness did not record"
-    mark = f"python -c \"from mlflow import MlflowClient; MlflowClient('{uri}').set_terminated('{run_id}', 'KILLED')\""
-    raise UserError(f"trainer.resume={run_id}: run {run_id} is RUNNING in MLflow, trained by {who}, which this "
+    mark = f"python {script('scripts/orphans.py')} --run {run_id} --tracking-uri {uri}"
+    raise UserError(f"trainer.resume={run_id}: run {run_id} is RUNNING in MLflow, trained by {owner}, which this "
                     f"machine cannot check. If that process is still training it, wait for it to end. If it is gone "
                     f"(kill -9, a lost machine), mark the run KILLED and resume again:\n  {mark}")
 

@@ -10,6 +10,7 @@ import copy
 import os
 import random
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,12 @@ class CheckpointError(UserError):
 
 
 def snapshot(*, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-             state: LoopState, generator: torch.Generator) -> dict[str, Any]:
-    """Everything a checkpoint holds, copied now, so that it can be written while training goes on."""
+             state: LoopState, generator: torch.Generator,
+             copy_state: Callable[[Any], Any] = copy.deepcopy) -> dict[str, Any]:
+    """Everything a checkpoint holds, copied now, so that it can be written while training goes on.
+
+    copy_state copies each state_dict (by default a deep copy; trainer.train.persist copies into buffers it keeps
+    from one epoch to the next)."""
     payload = {
         "format": FORMAT, "version": VERSION, "run_id": run_id,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(),
@@ -45,7 +50,7 @@ def snapshot(*, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer,
     # state_dict()s hold the live tensors, which the next step changes in place: copy them. best_weights is
     # already a copy that fit replaces rather than changes.
     for part in ("model", "optimizer", "loss"):
-        payload[part] = copy.deepcopy(payload[part])
+        payload[part] = copy_state(payload[part])
     return payload
 
 

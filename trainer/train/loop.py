@@ -97,7 +97,7 @@ class NonFiniteLoss(UserError):
     def __init__(self, epoch: int, step: int) -> None:
         super().__init__(
             f"the training loss became non-finite (NaN or inf) at epoch {epoch}, step {step}. Lower optim.lr, "
-            "check the loss settings, or try trainer.grad_clip; the weights of the last good epoch are kept.")
+            "check the loss settings, or try trainer.grad_clip.")
 
 
 # --- which samples an epoch trains on: the per-epoch order, and pseudo-labels between epochs -------------------

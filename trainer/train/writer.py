@@ -39,9 +39,10 @@ class EpochWriter:
             self._epochs += epochs
             self._cond.notify()
 
-    def close(self, raise_error: bool = True) -> None:
+    def close(self, raise_error: bool = True) -> BaseException | None:
         """Wait until everything submitted is written and logged, stop the thread, raise its error if any
-        (unless raise_error is false: an exception already on its way out is the one to report)."""
+        (unless raise_error is false: an exception already on its way out is the one to report; the writer's error
+        is then returned, None when everything submitted was written)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -53,6 +54,7 @@ class EpochWriter:
         if raise_error:
             with self._cond:
                 self._raise()
+        return self._error
 
     def _raise(self) -> None:
         """Raise the writer's error once; after it the writer takes nothing more."""
