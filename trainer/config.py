@@ -71,7 +71,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # the val metrics trainer.monitor can watch (trainer.evaluate.metrics.lower_is_better says which way is better)
 MONITORS = ("ce", "balanced_ce", "loss", "ece", "accuracy", "balanced_accuracy", "macro_f1")
 WEIGHT_SCHEMES = ("inverse", "inverse_sqrt", "effective_number")
-FIGURES = ("now", "later", "off")  # eval.figures: when a run's figures are drawn (trainer.run.draw_figures)
+FIGURES = ("now", "later", "off")  # eval.figures: when a run's figures are drawn (trainer.tracking.run_figures)
 
 
 def validate(cfg: DictConfig, keys: bool = True) -> None:

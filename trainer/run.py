@@ -17,7 +17,8 @@ from trainer.runtime.signals import Interrupted
 from trainer.sweep.job import HydraJob, hydra_job
 from trainer.tracking import ui_links
 from trainer.tracking.provenance import script
-from trainer.tracking.record import SUMMARY_STEP, Opening, RunRecord, output_dir
+from trainer.tracking.record import Opening, RunRecord, output_dir
+from trainer.tracking.run_figures import FiguresInterrupted, draw_figures, figures_mode
 
 if TYPE_CHECKING:
     import torch
@@ -93,7 +94,7 @@ def run(cfg: DictConfig, tags: dict[str, str] | None = None, job: HydraJob | Non
                               prep.class_counts, OmegaConf.select(cfg, "eval.shot_thresholds"),
                               OmegaConf.select(cfg, "eval.posthoc_tau"))
         record.log_scores(scores, result, prep)
-    draw_figures(cfg, record, prep, result, scores, background)  # the run has ended: its figures never stop it
+    draw_figures(cfg, record, prep, result, scores, background, monitor(cfg))  # after the run: never stop it
     out = RunResult(record.run_id, scores.val, scores.test, result.best_epoch, result.epochs_run,
                     time.perf_counter() - start, monitor(cfg), result.steps, result.kept_epoch)
     print_summary(out, setup.opening.run_name, setup.opening.uri, cfg.tracking.experiment,
@@ -183,45 +184,6 @@ def fit(cfg: DictConfig, record: RunRecord, built: Built, prep: Prepared, setup:
     if result.interrupted:
         raise Interrupted(stop.signum, f"checkpoint written to {record.checkpoint}", record.run_id)
     return result
-
-
-def figures_mode(cfg: DictConfig) -> str:
-    """eval.figures: now (drawn when the run ends), later (their inputs logged, drawn by scripts/figures.py), off."""
-    return OmegaConf.select(cfg, "eval.figures", default="now")
-
-
-def draw_figures(cfg: DictConfig, record: RunRecord, prep: Prepared, result: FitResult, scores: object,
-                 background: bool) -> None:
-    """The run's figures into its output folder and its record (in the background process when it was started), or
-    what they need for later (eval.figures=later), or none; a failure is a warning: the run's results stand."""
-    from trainer.evaluate import deferred, figure_worker, figures
-
-    mode = figures_mode(cfg)
-    if mode == "off":
-        record.client.set_tag(record.run_id, deferred.TAG, deferred.OFF)
-        return
-    inputs = figures.FigureInputs(scores.probs, scores.target, prep.dataset.classes, prep.class_counts,
-                                  result.history, result.best_epoch,
-                                  figures.subtitle(cfg.loss.name, cfg.resampling.name, record.opening.run_name),
-                                  monitor=monitor(cfg), kept_epoch=result.kept_epoch)
-    try:
-        if mode == "later":
-            deferred.defer(inputs, record.run_id, record.opening.uri, SUMMARY_STEP)
-        else:
-            figure_worker.draw(inputs, record.folder, record.run_id, record.opening.uri, SUMMARY_STEP, background)
-    except Interrupted as e:  # the run is FINISHED: what its figures need is kept for later
-        deferred.defer(inputs, record.run_id, record.opening.uri, SUMMARY_STEP)
-        raise FiguresInterrupted(e.signum, record.run_id) from None
-    except Exception as e:  # noqa: BLE001 - the run ended FINISHED with its metrics
-        log.warning("figures of run %s failed: %s: %s", record.run_id, type(e).__name__, e)
-
-
-class FiguresInterrupted(Interrupted):
-    """A signal while a FINISHED run drew its figures (or waited to hand them over): their inputs are logged."""
-
-    def __init__(self, signum: int, run_id: str) -> None:
-        super().__init__(signum, f"run {run_id} had FINISHED; its figures were not drawn, their inputs are logged: "
-                                 f"python {script('scripts/figures.py')} {run_id}")
 
 
 def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_sweep: bool = False,
