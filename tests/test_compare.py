@@ -372,6 +372,16 @@ def test_a_missing_store_is_refused_without_creating_one(tmp_path, monkeypatch):
     assert "Traceback" not in proc.stderr and not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.parametrize("script", ["compare.py", "figures.py", "orphans.py"])
+def test_a_store_address_mlflow_cannot_open_is_one_error_line(tmp_path, script):
+    # MLflow's UnsupportedModelRegistryStoreURIException was a 40-line traceback and exit 1
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--tracking-uri", "bogus://x"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("error: --tracking-uri bogus://x: not a store MLflow can open (its scheme 'bogus'")
+
+
 def test_an_unreachable_server_is_one_clear_message(capsys):
     assert compare.main(["--tracking-uri", "http://127.0.0.1:9"]) == 2
     assert "tracking.uri=http://127.0.0.1:9 cannot be reached" in capsys.readouterr().err

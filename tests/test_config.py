@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from helpers import CONF, make_cfg, train_cli
 from trainer.config import UnknownKey, check_command_line, validate
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, UserError
 
 # remedy options exist for the study presets, which add the group (tests/test_studies.py composes them);
 # hparams_search presets are whole searches (tests/test_search.py composes them); sweeper options choose Hydra's
@@ -189,10 +189,40 @@ def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tell
     check_command_line(args)
 
 
-def test_cli_unknown_option_is_refused_by_hydra(tmp_path):
+@pytest.mark.parametrize("args,message", [
+    # an option no file of conf/ has: Hydra printed "Could not find", its search path, and exited 1
+    (["loss=focall"], "loss=focall: loss has no option 'focall'; did you mean loss=focal?"),
+    (["-m", "loss=plain,focall"], "loss has no option 'focall'"),
+    (["+remedy=plainn"], "did you mean +remedy=plain?"),
+    (["+experiment=loss_zo"], "did you mean +experiment=loss_zoo?"),
+    # a group's name mistyped: the group, not '+los'
+    (["los=focal"], "did you mean loss? Write loss=focal."),
+    # a constructor's argument mistyped without '+': Hydra's "Key 'k_neighbours' is not in struct"
+    (["resampling=smote", "resampling.sampler.k_neighbours=3"],
+     "did you mean resampling.sampler.k_neighbors? Write resampling.sampler.k_neighbors=3."),
+    (["resampling=smote", "resampling.sampler.random_state=3"], "added with '+': +resampling.sampler.random_state=3"),
+    (["resampling.sampler.k_neighbors=3"], "resampling.sampler.k_neighbors is not a setting of resampling=none (only"),
+    (["resampling.sampler.k_neighbours=3"], "resampling.sampler is not a setting of resampling=none (only"),
+    (["dataset=csv", "dataset.path=~/my.csv"], "write dataset.path=$HOME/my.csv"),  # Hydra's LexerNoViableAlt...
+])
+def test_the_command_line_check_names_the_option_or_argument_meant(args, message):
+    with pytest.raises(UserError) as err:
+        check_command_line(args)
+    assert message in str(err.value)
+
+
+def test_a_near_miss_that_is_itself_added_with_plus_keeps_the_plus():
+    # "did you mean optim.betas? Write optim.betas=... (without '+')" was then refused as not a setting
+    with pytest.raises(UnknownKey) as err:
+        validate(make_cfg("+optim.betaz=[0.9,0.99]"))
+    assert "did you mean optim.betas? Write +optim.betas=[0.9, 0.99]." in str(err.value)
+
+
+def test_cli_unknown_option_is_one_error_line(tmp_path):
     proc = train_cli("loss=nope", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "loss" in proc.stderr and "plain" in proc.stderr  # Hydra lists the available options
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: loss=nope: loss has no option 'nope'; its options "
+                                                           "are balanced_softmax, ")
 
 
 def test_output_folders_are_unique_per_run_even_within_one_second():

@@ -31,11 +31,13 @@ ADDED_SETTINGS = {"trainer.steps": "None", "trainer.keep": "best", "dataset.enco
 class UnknownKey(UserError):
     """A key added with `+` that the harness does not read: it would be ignored. Names the near miss."""
 
-    def __init__(self, key: str, value: Any, near: list[str]) -> None:
+    def __init__(self, key: str, value: Any, near: list[str], near_declared: bool = True) -> None:
         self.key = key
         value = str(value).lower() if isinstance(value, bool) else value
-        fix = (f"did you mean {near[0]}? Write {near[0]}={value} (without '+')" if near
-               else "remove it; README's \"What you can choose\" section lists the settings")
+        fix = ("remove it; docs/configuration.md lists the settings" if not near else
+               f"did you mean {near[0]}? Write {near[0]}={value} (without '+')" if near_declared else
+               f"did you mean {near[0]}? Write +{near[0]}={value}")  # a constructor's argument: added with '+'
+
         super().__init__(f"+{key}={value}: {key} is not a setting of the harness (nothing reads it); {fix}.")
 
 
@@ -390,7 +392,8 @@ def check_keys(cfg: DictConfig) -> None:
                          key)  # the first part that nothing declares: the key the user added
             value = OmegaConf.select(cfg, added)
             value = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
-            raise UnknownKey(added, value, _near(added, candidates))
+            near = _near(added, candidates)
+            raise UnknownKey(added, value, near, bool(near) and near[0] in known)
         group = key.split(".")[0]
         chosen = declared.get(f"{group}/{OmegaConf.select(cfg, group + '.name', default='')}")
         if chosen is not None and not _known(key, chosen | declared[""]):
@@ -418,7 +421,12 @@ def check_command_line(args: list[str]) -> None:
 
     try:
         overrides = OverridesParser.create().parse_overrides(get_args_parser().parse_known_args(args)[0].overrides)
-    except Exception:  # noqa: BLE001 - Hydra's own message names a malformed override
+    except Exception:  # noqa: BLE001 - Hydra's own message names a malformed override, but for a home folder:
+        home = next((a for a in args if "=~/" in a), None)  # the shell expands ~ only at a word's start
+        if home:
+            fixed = home.replace("=~/", "=$HOME/", 1)
+            raise UserError(f"{home}: Hydra's override grammar does not accept '~' there, and the shell expands it "
+                            f"only at the start of a word; write {fixed} (the shell expands $HOME).") from None
         return
     declared = declared_keys()
     known = frozenset().union(*declared.values())
@@ -426,15 +434,19 @@ def check_command_line(args: list[str]) -> None:
     chosen = _chosen_options(overrides, groups)
     for o in overrides:
         key = o.key_or_group
+        if key in groups and o.package is None:
+            _check_option(key, o)
+        if o.type is OverrideType.CHANGE and key not in known and _constructor_node(key, chosen):
+            _check_argument(key, o.input_line.split("=", 1)[1], chosen)
         if (o.type is not OverrideType.CHANGE or o.package is not None or "/" in key or key in groups
                 or key.split(".")[0] == "hydra" or _is_node(key, known)):
             continue
         value = o.input_line.split("=", 1)[1]
         if not _known(key, known):
-            near = _near(key, known)
+            near = _near(key, known | groups)
             fix = (f"did you mean {near[0]}? Write {near[0]}={value}." if near else
                    f"an argument of the class an option builds (an optimizer's, a sampler's) is added with '+': "
-                   f"+{key}={value}; README's \"What you can choose\" lists the settings.")
+                   f"+{key}={value}; docs/configuration.md lists the settings.")
             raise UserError(f"{key}={value}: {key} is not a setting of the harness (no file of conf/ declares it, so "
                             f"Hydra cannot set it); {fix}")
         group = key.split(".")[0]
@@ -442,11 +454,87 @@ def check_command_line(args: list[str]) -> None:
         if option and f"{group}/{option}" in declared and not _known(key, declared[f"{group}/{option}"] | declared[""]):
             readers = sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
                              key in ks)
-            if not readers:  # inside a dict value, or under a node an option leaves null: composing will tell
-                continue
-            raise UserError(f"{key}={value}: {key} is not a setting of {group}={option} (only of "
+            node = key
+            if not readers:  # a node the chosen option lacks (resampling=none has no sampler), else composing tells
+                readers, node = _node_readers(key, group, option, declared)
+                if not readers:
+                    continue
+            raise UserError(f"{key}={value}: {node} is not a setting of {group}={option} (only of "
                             f"{', '.join(f'{group}={r}' for r in readers)}); choose one of those, e.g. "
                             f"{group}={readers[0]} {key}={value}.")
+
+
+def _options(group: str) -> list[str]:
+    """The options of a config group: the YAML files of its folder in conf/."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def _check_option(group: str, override: Any) -> None:
+    """UserError for an option of group that conf/ has no file for (loss=focall): Hydra's "Could not find" would
+    print the config search path and exit 1. Values of a range or interval sweep are left to Hydra."""
+    value = override.value()
+    values = value.list if hasattr(value, "list") else [value] if isinstance(value, str) else []
+    options = _options(group)
+    left = override.input_line.split("=", 1)[0]  # with its '+' or '~'
+    for v in values:
+        if isinstance(v, str) and options and v not in options:
+            near = difflib.get_close_matches(v, options, n=1, cutoff=0.6)
+            hint = f"did you mean {left}={near[0]}? " if near else ""
+            raise UserError(f"{left}={v}: {group} has no option {v!r}; {hint}its options are {', '.join(options)} "
+                            f"(the files of conf/{group}/).")
+
+
+def _option_yaml(group: str, option: str | None) -> DictConfig | None:
+    """The chosen option's own file, under its group's key (conf/resampling/smote.yaml as resampling.*)."""
+    import yaml
+
+    path = CONF / group / f"{option}.yaml"
+    if not option or not path.is_file():
+        return None
+    body = yaml.safe_load(path.read_text()) or {}
+    return OmegaConf.create({group: {k: v for k, v in body.items() if k != "defaults"}})
+
+
+def _constructor_node(key: str, chosen: dict[str, str | None]) -> bool:
+    """key lies under a `_target_` node of its group's chosen option (resampling.sampler.k_neighbors with
+    resampling=smote): a constructor's argument."""
+    cfg = _option_yaml(key.split(".")[0], chosen.get(key.split(".")[0]))
+    parts = key.split(".")
+    return cfg is not None and any(OmegaConf.select(cfg, ".".join(parts[:i]) + "._target_", default=None)
+                                   for i in range(1, len(parts)))
+
+
+def _check_argument(key: str, value: str, chosen: dict[str, str | None]) -> None:
+    """UserError for a constructor argument set without '+' that the option's file does not set: Hydra would stop
+    with "Key 'k_neighbours' is not in struct"; names the class's argument it is closest to."""
+    group = key.split(".")[0]
+    cfg = _option_yaml(group, chosen.get(group))
+    if OmegaConf.select(cfg, key, default="__absent__") != "__absent__":
+        return
+    arguments, any_keyword = _constructor_arguments(cfg, key)
+    near = [] if _known(key, arguments) else _near(key, arguments)
+    what = f"{group}={chosen[group]}'s class"
+    if near:
+        raise UserError(f"{key}={value}: {key} is not an argument of {what}; did you mean {near[0]}? Write "
+                        f"{near[0]}={value}" + ("." if near[0] in _leaves(OmegaConf.to_container(cfg)) else
+                                                f" with '+': +{near[0]}={value}."))
+    if _known(key, arguments) or any_keyword:
+        raise UserError(f"{key}={value}: conf/{group}/{chosen[group]}.yaml does not set {key.rsplit('.', 1)[-1]}: an "
+                        f"argument of {what} is added with '+': +{key}={value}.")
+    raise UserError(f"{key}={value}: {key} is not an argument of {what}; remove it, or see the class's documentation.")
+
+
+def _node_readers(key: str, group: str, option: str, declared: dict[str, frozenset[str]]) -> tuple[list[str], str]:
+    """The options of group that have the first node of key that option lacks, and that node
+    (resampling.sampler.k_neighbors with resampling=none: the samplers, resampling.sampler)."""
+    own = declared[f"{group}/{option}"] | declared[""]
+    parts = key.split(".")
+    for i in range(2, len(parts)):
+        node = ".".join(parts[:i])
+        if not _is_node(node, own) and node not in own:
+            return sorted(o.split("/")[1] for o, ks in declared.items()
+                          if o.startswith(group + "/") and _is_node(node, ks)), node
+    return [], key
 
 
 def _is_node(key: str, known: frozenset[str]) -> bool:

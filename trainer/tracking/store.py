@@ -208,9 +208,18 @@ def drop_inherited_run_id() -> None:
                     "interrupted run with trainer.resume=<id>)", run_id)
 
 
+# the schemes of a store address MLflow 3 opens (a database's driver after '+': postgresql+psycopg2); '' a path
+STORE_SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+
+
 def require_store(uri: str) -> None:
     """UserError for a sqlite store that does not exist (MLflow would create an empty one and find nothing in it) and
     for an unreachable server (MLflow's client would retry it for minutes): for commands that read runs."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in STORE_SCHEMES:
+        raise UserError(f"--tracking-uri {uri}: not a store MLflow can open (its scheme {scheme!r} is none of "
+                        f"{', '.join(s for s in STORE_SCHEMES if s)}); e.g. --tracking-uri sqlite:///mlflow.db or "
+                        "http://127.0.0.1:5000.")
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise UserError(f"there is no MLflow store at {uri}. Run the command in the folder you trained in, or "
