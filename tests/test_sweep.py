@@ -127,3 +127,23 @@ def test_the_checks_before_a_sweep_compose_once_per_option_not_once_per_value(mo
             check_sweep(bad)
         with pytest.raises(UserError, match=r"^the job with seed=-3: seed=-3 is not valid"):
             check_sweep(sweep("seed=4,-3", "loss=plain,weighted"))
+
+
+def test_a_sweep_in_several_batches_numbers_and_records_every_job(tmp_path):
+    # the basic launcher gets its jobs in batches (it held every job's composed configs until its one batch ended)
+    proc = train_cli("-m", "seed=0,1,2", "trainer.epochs=1", "hydra.sweeper.max_batch_size=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = _runs(tmp_path)
+    children = [r for r in runs if r.data.tags.get("sweep") != "parent"]
+    assert sorted(r.data.tags["sweep.job"] for r in children) == ["0", "1", "2"]
+    assert sorted(r.data.params["seed"] for r in children) == ["0", "1", "2"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_only_the_sequential_launcher_gets_bounded_batches():
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    from hydra_plugins.ce_basic_sweeper.sweeper import SEQUENTIAL_BATCH, _batch_size
+
+    assert _batch_size(BasicLauncher()) == SEQUENTIAL_BATCH
+    assert _batch_size(object()) is None  # joblib, submitit: a batch runs at once (a Slurm job array)

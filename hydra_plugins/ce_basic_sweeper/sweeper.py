@@ -39,7 +39,7 @@ class CeBasicSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         self.overrides = self.split_arguments(parser.parse_overrides(self._parse_config() + list(arguments)),
-                                              self.max_batch_size)
+                                              self.max_batch_size or _batch_size(self.launcher))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -54,6 +54,8 @@ class CeBasicSweeper(BasicSweeper):
                 results = self.launcher.launch(batch, initial_job_idx=first)
                 outcome.returned(jobs, first, results)  # each failed job logged its error as it failed
                 first += len(batch)
+                for r in results:  # a job's composed configs: not needed once its outcome is recorded
+                    r.cfg = r.hydra_cfg = None
                 returns.append(results)
         except BaseException:  # a signal, a launcher that failed: the jobs of this batch and the next are unknown
             _report(jobs, uri, parent, sweep_dir, unknown=set(range(first, len(jobs))))
@@ -62,6 +64,20 @@ class CeBasicSweeper(BasicSweeper):
             _report(jobs, uri, parent, sweep_dir, unknown=set())
             sys.exit(outcome.exit_code(jobs))  # SweepCallback's exit handler ends the parent run FAILED
         return returns
+
+
+def _batch_size(launcher: Any) -> int | None:
+    """Jobs handed to the launcher at once when hydra.sweeper.max_batch_size is null: all of them (a parallel
+    launcher runs a batch at once), but SEQUENTIAL_BATCH for Hydra's basic launcher, which runs them one by one
+    anyway and holds every job's result, composed configs included, until its batch ends (a 300-job study peaked at
+    1,101 MB in one batch, 1,074 MB in batches of 50; the sweep's process still grows by about 0.4 MB a job
+    elsewhere: docs/performance.md)."""
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    return SEQUENTIAL_BATCH if isinstance(launcher, BasicLauncher) else None
+
+
+SEQUENTIAL_BATCH = 50
 
 
 def _handed_over(config: Any) -> tuple[str | None, str | None]:
