@@ -81,7 +81,7 @@ def test_the_readme_sweep_makes_eight_runs(tmp_path):
 @pytest.mark.parametrize("args, says", [
     (["loss=plain,weighted", "seed=0,-1"], "the job with seed=-1: seed=-1 is not valid"),
     (["loss=plain,focal", "+loss.gama=2"], "did you mean loss.gamma?"),
-    (["loss=plain,focall"], "the job with loss=focall"),
+    (["loss=plain,focall"], "loss=focall: loss has no option 'focall'; did you mean loss=focal?"),
     (["loss=plain,weighted", "tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 cannot be reached"),
     # a launcher whose plugin is not installed (hydra/launcher=joblib without the cluster extra)
     (["seed=0,1", "hydra.launcher._target_=hydra_plugins.hydra_joblib_launcher.gone.JoblibLauncher"],
