@@ -68,6 +68,40 @@ def test_a_resume_refused_for_a_config_difference_exits(tmp_path, run_cfg, store
     assert "the config differs from the run's (model._target_" in proc.stderr
 
 
+IGNORED_SCRIPT = """
+import atexit, os, signal, sys, time
+sys.path.insert(0, {root!r})
+from trainer.runtime import signals
+from trainer.runtime.shutdown import run_then_exit
+
+def main():
+    atexit.register(lambda: open({marker!r}, "w").write("atexit ran"))
+    {before}
+    os.kill(os.getpid(), signal.SIGINT)  # kill -INT <pid>, at a moment outside any run
+    time.sleep(3)  # lost: the work goes on and the process exits 0
+
+run_then_exit(main)
+"""
+
+
+@pytest.mark.parametrize("before", ["pass",  # before a sweep's first job (data preparation, imports)
+                                    # between two jobs (or at the sweep's end): a run's handlers were restored
+                                    "with signals.stop_request(): pass"])
+def test_sigint_stops_a_process_that_inherited_it_ignored_at_every_moment(tmp_path, before):
+    """A process started with SIGINT ignored (a background job of a non-interactive shell, a harness's child) took
+    SIGINT during its runs (stop_request routes it) but ignored it between them and at the end of a sweep: 6 of 14
+    kill -INT sent just after a sweep's job was launched were lost. It is now handled the same at every moment."""
+    import signal
+
+    marker = tmp_path / "atexit.txt"
+    script = textwrap.dedent(IGNORED_SCRIPT).format(root=str(ROOT), marker=str(marker), before=before)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted by SIGINT" in proc.stderr and "Traceback" not in proc.stderr
+    assert marker.read_text() == "atexit ran"
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop this test makes
 def test_a_signal_whose_interrupt_python_dropped_stops_the_run_where_its_guarded_part_starts():
     import gc

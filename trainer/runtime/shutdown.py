@@ -12,8 +12,9 @@ The threading step must be Python's own: joining the non-daemon threads before t
 forever on an idle executor thread (joblib's loky manager after a sweep, MLflow's artifact-upload pool after a
 run refused before training), since only the hook tells those threads to stop.
 
-SIGTERM and SIGHUP are turned into trainer.signals.Interrupted (a KeyboardInterrupt, as SIGINT already is) for
-the whole process, not only during training: a signal between the jobs of a sweep, while loading data or importing
+SIGINT, SIGTERM and SIGHUP are turned into trainer.signals.Interrupted (a KeyboardInterrupt) for the whole process,
+not only during training, and the same at every moment (SIGINT even when the process started with it ignored, as
+each run's stop_request() already took it): a signal between the jobs of a sweep, while loading data or importing
 modules then unwinds through the MLflow runs' context managers (ended KILLED) and the sweep's atexit handler
 (parent ended FAILED), instead of killing the process with its runs RUNNING.
 """
@@ -55,9 +56,11 @@ def run_then_exit(main: Callable[[], object]) -> None:
     """
     from trainer.runtime import signals
 
+    # SIGINT too when the process started with it ignored (a background job of a non-interactive shell, a child
+    # of a harness that ignores it): every run routes it to its StopRequest anyway, so leaving it ignored outside
+    # the runs only lost a `kill -INT` sent between a sweep's jobs, as a job started or during the figures' wait
     for s in signals.SIGNALS:
-        if s != signal.SIGINT or signal.getsignal(s) is signal.default_int_handler:  # SIGINT ignored stays so
-            signal.signal(s, signals.interrupt)
+        signal.signal(s, signals.interrupt)
     report_unraisable = sys.unraisablehook
 
     def unraisable(u: Any) -> None:  # an Interrupted dropped in a callback is remembered, not a traceback to show
