@@ -57,8 +57,10 @@ class CeBasicSweeper(BasicSweeper):
                 for r in results:  # a job's composed configs: not needed once its outcome is recorded
                     r.cfg = r.hydra_cfg = None
                 returns.append(results)
-        except BaseException:  # a signal, a launcher that failed: the jobs of this batch and the next are unknown
-            _report(jobs, uri, parent, sweep_dir, unknown=set(range(first, len(jobs))))
+        except BaseException as e:  # a signal, a launcher that failed: the jobs of this batch and the next are unknown
+            refused = isinstance(e, SystemExit) and isinstance(e.code, str)  # a launcher's one-line refusal (sbatch)
+            if not (refused and not first):  # refused before any job ran: its line says all, no job list to add
+                _report(jobs, uri, parent, sweep_dir, unknown=set(range(first, len(jobs))))
             raise
         if any(j.status != outcome.FINISHED for j in jobs):
             _report(jobs, uri, parent, sweep_dir, unknown=set())
