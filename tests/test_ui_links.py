@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import make_cfg
 from trainer.run import run
-from trainer.tracking import ui_links
+from trainer.tracking import data_input as data_inputs, ui_links
 from trainer.tracking.data_input import data_input
 
 
@@ -58,3 +59,26 @@ def test_the_printed_run_page_opens_in_the_model_training_layout():
     assert how == "mlflow ui --backend-store-uri sqlite:////somewhere/mlflow.db, then open"
     assert where == ui_links.LOCAL_UI
     assert urlsplit(where + "/" + page).fragment == page[1:]
+
+
+def test_a_dataset_entry_another_run_inserted_first_is_linked_on_the_next_try(monkeypatch, tmp_path):
+    # two jobs of a joblib sweep on the MLflow server (PostgreSQL) inserted the same dataset entry at once
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    calls = []
+
+    def log_input(entry, context):
+        calls.append((entry.digest, context))
+        if len(calls) == 1:
+            raise MlflowException('(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint '
+                                  '"dataset_pk"')
+
+    monkeypatch.setattr(mlflow, "log_input", log_input)
+    cfg = make_cfg("dataset=csv", f"dataset.path={tmp_path / 'a.csv'}").dataset
+    data_inputs.log_data_input(cfg, "ab" * 32)
+    assert calls == [("abababab", "training")] * 2
+    monkeypatch.setattr(mlflow, "log_input", lambda entry, context: (_ for _ in ()).throw(MlflowException("other")))
+    with pytest.raises(MlflowException, match="^other$"):  # any other refusal is not retried
+        data_inputs.log_data_input(cfg, "ab" * 32)
+

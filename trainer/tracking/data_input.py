@@ -5,6 +5,7 @@ mlflow is imported inside the function.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,29 @@ def data_input(dataset: DictConfig, source_fingerprint: str) -> Any:
         source = CodeDatasetSource({"loader": LOADERS.get(name, name), **{k: str(v) for k, v in settings.items()}})
         label = name
     return MetaDataset(source, name=label, digest=source_fingerprint[:DIGEST_CHARS])
+
+
+def log_data_input(dataset: DictConfig, source_fingerprint: str, attempts: int = 3) -> None:
+    """mlflow.log_input of the run's data_input, again when another run created the same dataset entry at the same
+    moment: MLflow looks the entry up, then inserts it, so two runs of a parallel sweep on one data source (one entry
+    per source) can both insert it, and the second is refused (PostgreSQL: UniqueViolation on "dataset_pk"; seen
+    in a joblib sweep on the MLflow server); the next call finds the entry and links the run to it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    entry = data_input(dataset, source_fingerprint)
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(entry, context=CONTEXT)
+            return
+        except MlflowException as e:
+            if attempt == attempts - 1 or not concurrent_insert(e):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+def concurrent_insert(e: Exception) -> bool:
+    """e is a store's refusal of a row another process inserted first (PostgreSQL, MySQL, SQLite wordings)."""
+    text = str(e)
+    return any(m in text for m in ("UniqueViolation", "duplicate key value", "Duplicate entry",
+                                   "UNIQUE constraint failed"))

@@ -187,13 +187,13 @@ class RunRecord:
         from trainer.data.tokenizer import save
         from trainer.evaluate.metrics import class_keys
         from trainer.tracking import provenance, resume
-        from trainer.tracking.data_input import CONTEXT, data_input
+        from trainer.tracking.data_input import log_data_input
 
         ds = prep.dataset
         self.fingerprint = provenance.data_fingerprint(ds)
         if self.resumed is not None:
             resume.check_data(self.resumed, self.fingerprint)
-        mlflow.log_input(data_input(dataset, ds.source_fingerprint or self.fingerprint), context=CONTEXT)
+        log_data_input(dataset, ds.source_fingerprint or self.fingerprint)
         mlflow.log_dict(prep.class_counts, "class_counts.json")
         mlflow.log_dict(dict(zip(class_keys(ds.classes), ds.classes)), "class_keys.json")  # recall/<key> -> class
         if prep.tokenizer is not None:
