@@ -312,21 +312,26 @@ def declared_keys() -> dict[str, frozenset[str]]:
 
     Experiment presets only set keys that the groups declare; Hydra's own node is not part of a run's config.
     """
-    import yaml  # PyYAML, which omegaconf parses with: 5x faster than OmegaConf.load for these 70 files
-
     def keys(path: Path, package: str) -> frozenset[str]:
-        text = path.read_text()
-        tree = {k: v for k, v in (yaml.safe_load(text) or {}).items() if k not in ("defaults", "hydra")}
-        header = text.splitlines()[:3]
-        if package and not any("@package _global_" in line for line in header):
-            tree = {package: tree}
-        return frozenset(_leaves(tree))
+        return frozenset(_leaves(_option_tree(path, package)))
 
     out = {"": keys(CONF / "config.yaml", "")}
     for group in sorted(p for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra")):
         for option in sorted(group.glob("*.yaml")):
             out[f"{group.name}/{option.stem}"] = keys(option, group.name)
     return out
+
+
+@functools.cache
+def _option_tree(path: Path, package: str) -> dict:
+    """A file of conf/ as the config it contributes: its keys under its group (package), or at the top for
+    `@package _global_` files; the defaults list and Hydra's node left out. Read only: it is cached."""
+    import yaml  # PyYAML, which omegaconf parses with: 5x faster than OmegaConf.load for these 70 files
+
+    text = path.read_text()
+    tree = {k: v for k, v in (yaml.safe_load(text) or {}).items() if k not in ("defaults", "hydra")}
+    header = text.splitlines()[:3]
+    return {package: tree} if package and not any("@package _global_" in line for line in header) else tree
 
 
 def _known(key: str, known: frozenset[str], cfg: DictConfig | None = None) -> bool:
@@ -436,7 +441,7 @@ def check_command_line(args: list[str]) -> None:
         key = o.key_or_group
         if key in groups and o.package is None:
             _check_option(key, o)
-        if o.type is OverrideType.CHANGE and key not in known and _constructor_node(key, chosen):
+        if o.type is OverrideType.CHANGE and key not in known:
             _check_argument(key, o.input_line.split("=", 1)[1], chosen)
         if (o.type is not OverrideType.CHANGE or o.package is not None or "/" in key or key in groups
                 or key.split(".")[0] == "hydra" or _is_node(key, known)):
@@ -484,42 +489,27 @@ def _check_option(group: str, override: Any) -> None:
                             f"(the files of conf/{group}/).")
 
 
-def _option_yaml(group: str, option: str | None) -> DictConfig | None:
-    """The chosen option's own file, under its group's key (conf/resampling/smote.yaml as resampling.*)."""
-    import yaml
-
+def _check_argument(key: str, value: str, chosen: dict[str, str | None]) -> None:
+    """UserError for a constructor argument (a key under a `_target_` node of its group's chosen option, e.g.
+    resampling.sampler.k_neighbours with resampling=smote) set without '+' that the option's file does not set:
+    Hydra would stop with "Key 'k_neighbours' is not in struct"; names the class's argument it is closest to."""
+    group, parts = key.split(".")[0], key.split(".")
+    option = chosen.get(group)
     path = CONF / group / f"{option}.yaml"
     if not option or not path.is_file():
-        return None
-    body = yaml.safe_load(path.read_text()) or {}
-    return OmegaConf.create({group: {k: v for k, v in body.items() if k != "defaults"}})
-
-
-def _constructor_node(key: str, chosen: dict[str, str | None]) -> bool:
-    """key lies under a `_target_` node of its group's chosen option (resampling.sampler.k_neighbors with
-    resampling=smote): a constructor's argument."""
-    cfg = _option_yaml(key.split(".")[0], chosen.get(key.split(".")[0]))
-    parts = key.split(".")
-    return cfg is not None and any(OmegaConf.select(cfg, ".".join(parts[:i]) + "._target_", default=None)
-                                   for i in range(1, len(parts)))
-
-
-def _check_argument(key: str, value: str, chosen: dict[str, str | None]) -> None:
-    """UserError for a constructor argument set without '+' that the option's file does not set: Hydra would stop
-    with "Key 'k_neighbours' is not in struct"; names the class's argument it is closest to."""
-    group = key.split(".")[0]
-    cfg = _option_yaml(group, chosen.get(group))
-    if OmegaConf.select(cfg, key, default="__absent__") != "__absent__":
+        return
+    cfg = OmegaConf.create(_option_tree(path, group))
+    if not any(OmegaConf.select(cfg, ".".join(parts[:i]) + "._target_", default=None) for i in range(1, len(parts))):
         return
     arguments, any_keyword = _constructor_arguments(cfg, key)
     near = [] if _known(key, arguments) else _near(key, arguments)
-    what = f"{group}={chosen[group]}'s class"
+    what = f"{group}={option}'s class"
     if near:
         raise UserError(f"{key}={value}: {key} is not an argument of {what}; did you mean {near[0]}? Write "
-                        f"{near[0]}={value}" + ("." if near[0] in _leaves(OmegaConf.to_container(cfg)) else
+                        f"{near[0]}={value}" + ("." if near[0] in declared_keys()[f"{group}/{option}"] else
                                                 f" with '+': +{near[0]}={value}."))
     if _known(key, arguments) or any_keyword:
-        raise UserError(f"{key}={value}: conf/{group}/{chosen[group]}.yaml does not set {key.rsplit('.', 1)[-1]}: an "
+        raise UserError(f"{key}={value}: conf/{group}/{option}.yaml does not set {key.rsplit('.', 1)[-1]}: an "
                         f"argument of {what} is added with '+': +{key}={value}.")
     raise UserError(f"{key}={value}: {key} is not an argument of {what}; remove it, or see the class's documentation.")
 
