@@ -115,3 +115,28 @@ def test_a_disk_that_fills_while_a_checkpoint_is_written_ends_the_run_failed_in_
     assert line.startswith(f"error: checkpoint {folder}/checkpoint.pt: could not be written (No space left on device")
     assert [(r.info.status, r.data.tags["error"].split(":")[0]) for r in runs(tmp_path / "mlflow.db")] == \
         [("FAILED", "CheckpointError")]
+
+
+def test_children_are_counted_in_the_database_as_a_search_counts_them(tmp_path):
+    """A sweep's end counts its runs instead of reading each back (4 s for 2,000 runs): the count must be the
+    search's, deleted runs and other parents' runs left out, and a tag filter applied; a store that is not SQL
+    (a tracking server) is searched."""
+    from types import SimpleNamespace
+
+    from trainer.tracking.store import count_children, search_all
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = setup_experiment(uri, "counted")
+    client = MlflowClient(uri)
+    parent, other = (client.create_run(experiment).info.run_id for _ in range(2))
+    kids = [client.create_run(experiment, tags={"mlflow.parentRunId": parent, "figures": f}).info.run_id
+            for f in ("later", "later", "drawn", "later")]
+    client.create_run(experiment, tags={"mlflow.parentRunId": other, "figures": "later"})
+    client.delete_run(kids[3])
+    searched = len(search_all(client, [experiment], f"tags.mlflow.parentRunId = '{parent}'"))
+    assert count_children(client, experiment, parent) == searched == 3
+    assert count_children(client, experiment, parent, ("figures", "later")) == 2
+    assert count_children(client, experiment, parent, ("figures", "off")) == 0
+    server = SimpleNamespace(search_runs=client.search_runs)  # no SQL store behind it: the search path
+    assert count_children(server, experiment, parent) == 3
+    assert count_children(server, experiment, parent, ("figures", "later")) == 2

@@ -117,18 +117,23 @@ class SweepCallback(Callback):
         self._end("FINISHED")
 
     def _end(self, status: str) -> None:
-        """End the parent run (and any child left RUNNING); name the compare command when a run finished."""
+        """End the parent run (and any child left RUNNING); name the compare command when a run finished. Only the
+        children that did not finish are read back (a search builds each run whole: 4 s for 2,000 runs); the others
+        are counted."""
         from mlflow.tracking import MlflowClient
 
-        from trainer.tracking.store import search_all
+        from trainer.evaluate import deferred
+        from trainer.tracking.store import count_children, search_all
 
         client = MlflowClient(self._uri)
         parent = client.get_run(self._run_id)
         if parent.info.status != "RUNNING":
             return
-        children = search_all(client, [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{self._run_id}'")
+        experiment = parent.info.experiment_id
+        unfinished = search_all(client, [experiment], f"tags.mlflow.parentRunId = '{self._run_id}' "
+                                                      "and attributes.status != 'FINISHED'")
         stopped = []
-        for child in children:
+        for child in unfinished:
             if child.info.status == "RUNNING":  # its process was killed before it could end the run
                 client.set_tag(child.info.run_id, "error", "the sweep stopped while this run was running")
                 client.set_terminated(child.info.run_id, "KILLED")
@@ -139,24 +144,21 @@ class SweepCallback(Callback):
         if commands:  # a launcher's worker was stopped with its job: it could not print this itself
             print(f"{len(commands)} run(s) of the sweep were stopped (KILLED); continue each with:\n  "
                   + "\n  ".join(commands), file=sys.stderr, flush=True)
-        failed = [c.info.run_name for c in children if c.info.status != "FINISHED"]
-        if failed or status != "FINISHED":
-            client.set_tag(self._run_id, "error", bounded(f"runs not finished: {', '.join(failed) or 'sweep stopped'}",
-                                                          MAX_TAG_CHARS))
+        if unfinished or status != "FINISHED":
+            failed = ", ".join(c.info.run_name for c in unfinished) or "sweep stopped"
+            client.set_tag(self._run_id, "error", bounded(f"runs not finished: {failed}", MAX_TAG_CHARS))
             status = "FAILED"
-        client.set_tag(self._run_id, "sweep.runs", str(len(children)))
+        runs = count_children(client, experiment, self._run_id)
+        client.set_tag(self._run_id, "sweep.runs", str(runs))
         client.set_terminated(self._run_id, status)
         refresh_statistics(self._uri)  # the store grew: keep its queries on their indexes
-        if any(c.info.status == "FINISHED" for c in children):
+        if runs > len(unfinished):
             print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)
-        from trainer.evaluate import deferred
-
-        waiting = sum(c.data.tags.get(deferred.TAG) == deferred.LATER for c in children)
+        waiting = count_children(client, experiment, self._run_id, (deferred.TAG, deferred.LATER))
         if waiting:  # eval.figures=later, or a signal stopped their drawing
             store = "" if self._uri == default_uri() else f" --tracking-uri {self._uri}"
             print(f"The figures of {waiting} run(s) wait to be drawn: python {script('scripts/figures.py')} "
                   f"--parent {self._run_id}{store}", flush=True)
-
 
 def sweep_hint(uri: str, parent_run_id: str, experiment_id: str) -> str:
     """What the end of a sweep prints, once: the compare command for this sweep and where the UI shows its runs."""

@@ -243,6 +243,32 @@ def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") 
 PAGE = 5000  # runs per search_runs call: MLflow's own limit is 50,000 (its default page, 1,000)
 
 
+def count_children(client: Any, experiment_id: str, parent_run_id: str, tag: tuple[str, str] | None = None) -> int:
+    """The number of active runs of experiment_id under parent_run_id (its tag mlflow.parentRunId), and with the tag
+    key = value when tag is given. MLflow's SQL stores (sqlite, PostgreSQL, MySQL) count in the database: a search
+    builds every run's params, tags and metrics (4 s for 2,000 runs of a sweep, 1.6 ms here); any other store (a
+    tracking server) is searched."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    try:
+        from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    except ImportError:  # a later MLflow moved them: a search gives the same number
+        SqlAlchemyStore = None  # noqa: N806
+    if SqlAlchemyStore is None or not isinstance(store, SqlAlchemyStore):
+        extra = f" and tags.`{tag[0]}` = '{tag[1]}'" if tag else ""
+        return len(search_all(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'{extra}"))
+    from sqlalchemy import func, select
+
+    def tagged(key: str, value: str) -> Any:
+        return SqlRun.run_uuid.in_(select(SqlTag.run_uuid).where(SqlTag.key == key, SqlTag.value == value))
+
+    query = select(func.count()).select_from(SqlRun).where(
+        SqlRun.experiment_id == int(experiment_id), SqlRun.lifecycle_stage == "active",
+        tagged("mlflow.parentRunId", parent_run_id), *([tagged(*tag)] if tag else []))
+    with store.ManagedSessionMaker() as session:
+        return int(session.execute(query).scalar_one())
+
+
 def refresh_statistics(uri: str) -> None:
     """For a sqlite store, (re)compute the statistics SQLite's query planner reads (ANALYZE) when there are none or
     the store has more than doubled in runs since: without them SQLite reads a run's metric history through the
