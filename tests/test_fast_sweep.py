@@ -178,7 +178,7 @@ def test_figures_deferred_by_a_sweep_are_drawn_later_by_the_command(tmp_path):
     drawn = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures.py"), "--parent", parent], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert drawn.returncode == 0, drawn.stderr
-    assert "drew the figures of 2 run(s)" in drawn.stdout
+    assert "drew the figures of 2 run(s)" in drawn.stdout and "Downloading artifacts" not in drawn.stderr
     for r in runs:
         after = client.get_run(r.info.run_id)
         assert after.data.tags["figures"] == "drawn" and after.data.metrics["time/figures_s"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(a: argparse.Namespace) -> int:
     from trainer.evaluate import deferred
+    from trainer.tracking.artifacts import download
     from trainer.tracking.store import opened
 
     uri, client = opened(a.tracking_uri)
@@ -40,7 +42,9 @@ def _main(a: argparse.Namespace) -> int:
             failed += 1
             continue
         folder = _output_folder(run)
-        seconds = deferred.draw_logged(client, uri, run.info.run_id, folder)
+        with tempfile.TemporaryDirectory() as tmp:
+            logged = download(client, run.info.run_id, deferred.ARTIFACT, tmp)
+            seconds = deferred.draw_logged(client, uri, run.info.run_id, logged, folder)
         print(f"[{i}/{len(runs)}] run {run.info.run_id} ({run.info.run_name}): figures drawn in {seconds:.1f} s, "
               f"in {folder / 'figures'} and the run's figures/", flush=True)
     print(f"drew the figures of {len(runs) - failed} run(s) in {time.perf_counter() - start:.0f} s")

@@ -52,11 +52,11 @@ def defer(inp: FigureInputs, run_id: str, uri: str, step: int) -> None:
     client.set_tag(run_id, TAG, LATER)
 
 
-def draw_logged(client: object, uri: str, run_id: str, output_dir: Path) -> float:
-    """Draw the figures of a run that deferred them into output_dir/figures, log them to it (figures/,
-    time/figures_s) and tag it figures=drawn; return the seconds drawing took."""
-    with tempfile.TemporaryDirectory() as tmp:
-        inp, step = load_inputs(Path(client.download_artifacts(run_id, ARTIFACT, tmp)))
+def draw_logged(client: object, uri: str, run_id: str, logged: Path, output_dir: Path) -> float:
+    """Draw the figures of a run that deferred them, from its ARTIFACT downloaded to the file logged, into
+    output_dir/figures, log them to it (figures/, time/figures_s) and tag it figures=drawn; return the seconds
+    drawing took."""
+    inp, step = load_inputs(logged)
     seconds = draw_and_log(inp, output_dir, run_id, uri, step)
     client.set_tag(run_id, TAG, DRAWN)
     return seconds

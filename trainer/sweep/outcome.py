@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
+from trainer.tracking.artifacts import download
 from trainer.tracking.provenance import resume_command, train_command
 from trainer.tracking.tags import SWEEP_JOB
 
@@ -76,7 +77,7 @@ def logged_jobs(client: Any, parent_run_id: str) -> list[Job] | None:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            logged = json.loads(Path(client.download_artifacts(parent_run_id, JOBS_ARTIFACT, tmp)).read_text())
+            logged = json.loads(download(client, parent_run_id, JOBS_ARTIFACT, tmp).read_text())
     except Exception:  # noqa: BLE001 - no such artifact: the stores raise their own errors
         return None
     template = logged["template"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.errors import UserError
+from trainer.tracking.artifacts import download
 from trainer.tracking.masking import mask
 
 # remedy: only in the study presets (conf/experiment/), which choose one remedy per run; tokenizer: text datasets only
@@ -66,12 +66,10 @@ def log_config(cfg: DictConfig, hydra_dir: Path | None) -> None:
 def stored_config(client: Any, run_id: str) -> DictConfig:
     """The resolved config a run logged as config.yaml (secret values are *** there)."""
     import tempfile
-    from unittest import mock
 
-    # MLflow draws a progress bar on stderr even for one small file.
-    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+    with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run_id, "config.yaml", tmp)
+            path = download(client, run_id, "config.yaml", tmp)
         except Exception as e:
             raise UserError(f"run {run_id} has no readable config.yaml artifact ({type(e).__name__}: {e}); "
                             "it was not logged by this harness or its artifacts are gone.") from e

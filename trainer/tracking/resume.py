@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from trainer.config import ADDED_SETTINGS
 from trainer.errors import UserError
+from trainer.tracking.artifacts import download
 from trainer.tracking.params import flatten, stored_config
 from trainer.tracking.process import Owner, this_process
 from trainer.tracking.provenance import script
@@ -121,7 +122,7 @@ def saved_tokenizer(client, run_id: str, folder: Path) -> Path | None:
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return Path(client.download_artifacts(run_id, f"{TOKENIZER_DIR}/{FILENAME}", str(folder)))
+        return download(client, run_id, f"{TOKENIZER_DIR}/{FILENAME}", folder)
     except Exception:  # no such artifact: MLflow raises store-specific errors
         return None
 
@@ -246,7 +247,7 @@ def _locate(client, run_id: str, tags: dict[str, str], folder: Path) -> tuple[Pa
         log.warning("%s: using the checkpoint artifact of run %s instead", foreign, run_id)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return Path(client.download_artifacts(run_id, ARTIFACT, str(folder))), foreign
+        return download(client, run_id, ARTIFACT, folder), foreign
     except Exception:  # no such artifact: MLflow raises store-specific errors
         return None, foreign
 
