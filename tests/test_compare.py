@@ -126,7 +126,7 @@ def test_runs_lacking_the_metric_are_named_and_left_out_of_its_mean(store):
             ("b0", {"loss": "b"}, {"seed": 0}, {"test/ce": 0.2}, [])]
     c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
     assert c.warnings == ["2 of 3 runs lack test/balanced_accuracy and are left out of its mean: a1, b0",
-                          "loss=b lacks seed 1 (failed, stopped or not run): compared on the 1 pair(s) it has"]
+                          "loss=b lacks seed 1 (failed, stopped or not run): compared on the 1 pair it has"]
     a, b = c.rows  # a group without the metric at all ranks last
     assert (a["loss"], a["test/balanced_accuracy mean"], a["test/balanced_accuracy n"], a["n"]) == ("a", 0.6, 1, 2)
     assert b["loss"] == "b" and b["test/balanced_accuracy n"] == 0
@@ -151,7 +151,7 @@ def test_the_command_prints_writes_and_logs_the_latest_sweep(store, tmp_path, mo
     lines = [line for line in out.splitlines() if line.startswith("| ")]
     assert lines[0].split("|")[1:4] == [" rank ", " loss  ", " n "]
     assert [line.split("|")[2].strip() for line in lines[1:]] == ["focal", "plain"]  # "old" is another sweep
-    assert "1 runs not finished, left out: loss=plain,seed=3 (FAILED)" in out
+    assert "1 run not finished, left out: loss=plain,seed=3 (FAILED)" in out
     folder = tmp_path / "outputs" / "compare" / f"sweep-{parent[:8]}"
     files = {"report.md", "report.html", "table.csv", "curves.png", "diffs.png"}
     assert {p.name for p in folder.iterdir()} == files
@@ -349,6 +349,8 @@ def test_the_end_of_a_sweep_names_the_compare_command_and_the_runs_page():
     (["--experiment", "nope"], None, "--experiment 'nope': no such experiment in sqlite:///"),
     (["--parent", "{single}"], "single", "has no child runs; give the id of a sweep's parent run"),
     ([], "failed", "has no finished run to compare (1 not finished: x (FAILED))"),
+    (["--experiment", "empty"], "empty", "experiment 'empty' has no finished run to compare: it holds no run."),
+    ([], "running", "(1 not finished: x (RUNNING)). The sweep is still running: compare when it has finished runs."),
 ])
 def test_nothing_to_compare_is_one_clear_message(store, capsys, args, setup, message):
     client = MlflowClient(store)
@@ -356,6 +358,10 @@ def test_nothing_to_compare_is_one_clear_message(store, capsys, args, setup, mes
     single = add_run(client, eid, "single", metrics={"test/balanced_accuracy": 0.5})
     if setup == "failed":
         make_sweep(client, runs=[("x", {}, {}, {}, [], "FAILED")])
+    if setup == "empty":
+        client.create_experiment("empty")
+    if setup == "running":
+        client.set_terminated(make_sweep(client, runs=[("x", {}, {}, {}, [], "RUNNING")]), "RUNNING")
     args = [a.format(single=single) for a in args]
     assert compare.main([*args, "--tracking-uri", store]) == 2
     err = capsys.readouterr().err
@@ -460,7 +466,7 @@ def test_groups_that_lack_seeds_or_folds_are_named(store):
     client = MlflowClient(store)
     runs = [r for r in kfold_runs({"plain": 0.6, "naive": 0.5}) if r[0] not in ("naive-1-3", "naive-1-4")]
     c = grouping.compare(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs)
-    assert "loss=naive lacks seed 1 fold 3, seed 1 fold 4 (failed, stopped or not run): compared on the 8 pair(s) " \
+    assert "loss=naive lacks seed 1 fold 3, seed 1 fold 4 (failed, stopped or not run): compared on the 8 pairs " \
            "it has" in c.warnings
     assert c.diffs["loss=naive"].n == 8
 
@@ -512,3 +518,16 @@ def test_data_made_from_the_seed_stays_one_condition(store):
     comparisons = grouping.comparisons_of(grouping.select(client, store, parent=make_sweep(client, runs=runs)).runs,
                                           grouping.DEFAULT_METRIC)
     assert len(comparisons) == 1 and comparisons[0].diffs["loss=plain"].n == 3
+
+
+def test_a_sweep_that_still_runs_is_compared_on_its_finished_runs_and_says_so(store, capsys):
+    """compare while the sweep runs: its later jobs have no run yet, so the report says it is partial."""
+    client = MlflowClient(store)
+    parent = loss_sweep(client)
+    client.set_terminated(parent, "RUNNING")  # what a sweep's parent is until its last job ends
+    assert compare.main(["--parent", parent, "--tracking-uri", store]) == 0
+    out = capsys.readouterr().out
+    assert "the sweep is still running (its parent run is RUNNING): these are the runs that finished so far" in out
+    client.set_terminated(parent, "FINISHED")
+    assert compare.main(["--parent", parent, "--tracking-uri", store]) == 0
+    assert "still running" not in capsys.readouterr().out

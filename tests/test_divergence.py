@@ -36,3 +36,22 @@ def test_adam_at_lr_1e6_is_said_and_tagged(run_cfg, store, caplog):
                                 "guess's cross-entropy) since epoch 1")
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"].count(tags[TAG]) == 1
     assert TAG not in MlflowClient(store).get_run(run(run_cfg("trainer.epochs=2")).run_id).data.tags
+
+
+def test_a_sweep_and_compare_name_the_runs_that_diverged(tmp_path):
+    """A diverged run FINISHED, so the sweep's list of unfinished jobs leaves it out: its end and compare name it,
+    or its chance-level score pulls its group's mean down unsaid."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT, train_cli
+
+    proc = train_cli("-m", "optim.lr=1e6,1e-3", "trainer.epochs=2", "eval.figures=off", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning: 1 run(s) of the sweep finished but their training diverged (tag diverged; chance-level " \
+           "scores): eval.figures=off,optim.lr=1000000.0,trainer.epochs=2. Lower optim.lr" in proc.stderr
+    compared = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare.py")], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+    assert compared.returncode == 0, compared.stderr
+    assert "1 run diverged (tag diverged: finished at chance-level scores, which pull their group's mean down): " \
+           "eval.figures=off,optim.lr=1000000.0,trainer.epochs=2" in compared.stdout

@@ -16,7 +16,7 @@ from trainer.errors import UserError
 # Bottom to top. A module may import its own layer and those below, never one above; analysis (compare, its
 # statistics and report) sits beside the entry points, and nothing on the training path imports it.
 LAYERS = [
-    ("trainer.errors", "trainer.config"),
+    ("trainer.errors", "trainer.words", "trainer.config"),
     ("trainer.runtime", "trainer.data"),
     ("trainer.models",),
     ("trainer.evaluate",),

@@ -17,6 +17,8 @@ from trainer.errors import UserError
 from trainer.evaluate.metrics import lower_is_better
 from trainer.sweep.orphans import end_orphans
 from trainer.tracking.store import refresh_statistics, require_store, resolve_uri
+from trainer.train.divergence import TAG as DIVERGED
+from trainer.words import counted
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -74,7 +76,7 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
     out = []
     differ = [f"{label} ({d.mean:+.4f})" for label, d in c.diffs.items() if d.p_holm <= alpha]
     same = [label for label, d in c.diffs.items() if not d.p_holm <= alpha]
-    out.append(f"Differ from {c.baseline} at {alpha} after Holm's correction over {len(c.diffs)} comparisons: "
+    out.append(f"Differ from {c.baseline} at {alpha} after Holm's correction over {counted(len(c.diffs), 'comparison')}: "
                + (", ".join(differ) if differ else "none"))
     if same:
         out.append(f"No significant difference from {c.baseline}: {', '.join(same)}")
@@ -84,12 +86,12 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
         label, d = max(floor, key=lambda x: x[1].min_p)
         who = "every comparison" if len(floor) == m else ", ".join(x for x, _ in floor)
         ties = d.paired and d.nonzero < d.n
-        size = (f"{d.n} pairs" + (f" ({d.nonzero} with a non-zero difference)" if ties else "")
-                if d.paired else f"{d.n} runs per group")
+        size = (counted(d.n, "pair") + (f" ({d.nonzero} with a non-zero difference)" if ties else "")
+                if d.paired else f"{counted(d.n, 'run')} per group")
         need = (f"{stats.pairs_needed(m, alpha)} pairs with a non-zero difference (seeds)" if d.paired
                 else f"{stats.runs_needed_unpaired(m, alpha)} runs per group")
         out.append(f"n too small for {who}: with {size} the smallest possible {d.test} p is {d.min_p:.3g}, "
-                   f"times {m} comparisons for Holm's correction {d.min_p * m:.3g}, above {alpha}: no difference "
+                   f"times {counted(m, 'comparison')} for Holm's correction {d.min_p * m:.3g}, above {alpha}: no difference "
                    f"there can be significant whatever the data. {need[0].upper() + need[1:]} are the least that "
                    f"can reach {alpha}" + ("; a tied pair (the same value in both groups) does not count" if ties
                                            else ""))
@@ -117,7 +119,7 @@ def summary_line(c: Comparison) -> str:
         how = (f"mean ± sample std over each group's runs (one per seed), ranked by {c.metric} ({order} is better); "
                f"Δ: paired by seed against {c.baseline}, Wilcoxon signed-rank test over the seeds (each seed a new "
                "split, so the pairs are independent), 95% bootstrap interval; two-sided p and Holm-corrected p.")
-    return f"{n} runs in {len(c.groups)} groups by {by}; {how}"
+    return f"{counted(n, 'run')} in {counted(len(c.groups), 'group')} by {by}; {how}"
 
 
 def ranks_for_display(a: Across) -> tuple[list[str], list[list[str]]]:
@@ -133,7 +135,7 @@ def across_verdict(a: Across) -> list[str]:
     """The Friedman result and which groups' average ranks differ by more than Nemenyi's CD."""
     f = a.friedman
     k, n = len(a.groups), len(a.blocks)
-    out = [f"Friedman over {n} values of {a.key}, {k} groups: chi2 = {f.statistic:.3f}, p = {_p(f.p)}"
+    out = [f"Friedman over {counted(n, 'value')} of {a.key}, {counted(k, 'group')}: chi2 = {f.statistic:.3f}, p = {_p(f.p)}"
            + ("" if k >= 3 else " (needs 3 groups)")
            + f"; Nemenyi critical difference at {f.alpha}: {f.cd:.3f} ranks."]
     best = int(f.average_ranks.argmin())
@@ -150,7 +152,7 @@ def report_parts(sel: Selection, comparisons: list[Comparison], a: Across | None
                  notes: list[str]) -> list[Part]:
     """The report: a line on what was selected, per block (dataset) its table, verdict, notes and figures,
     then across blocks the ranks, the Friedman test and the critical-difference diagram."""
-    parts = [Part("text", f"{sel.description}: {len(sel.runs)} finished runs.")]
+    parts = [Part("text", f"{sel.description}: {counted(len(sel.runs), 'finished run')}.")]
     parts += [Part("text", f"Note: {n}.") for n in notes]
     for i, c in enumerate(comparisons):
         suffix = f"-{safe_name(c.title)}" if c.title else ""
@@ -216,7 +218,14 @@ def _main(args: argparse.Namespace) -> int:
     sel = select(client, uri, experiment=args.experiment, parent=args.parent, where=args.filter)
     comparisons = comparisons_of(sel.runs, args.metric, args.across, args.baseline)
     a = across(comparisons, args.across) if args.across else None
-    notes = [f"{len(sel.skipped)} runs not finished, left out: {', '.join(sel.skipped)}"] if sel.skipped else []
+    notes = [f"{counted(len(sel.skipped), 'run')} not finished, left out: {', '.join(sel.skipped)}"] if sel.skipped else []
+    diverged = [r.info.run_name for r in sel.runs if r.data.tags.get(DIVERGED)]
+    if diverged:
+        notes.append(f"{counted(len(diverged), 'run')} diverged (tag {DIVERGED}: finished at chance-level scores, "
+                     f"which pull their group's mean down): {', '.join(diverged)}")
+    if sel.running:
+        notes.insert(0, "the sweep is still running (its parent run is RUNNING): these are the runs that finished "
+                        "so far; compare again when it ends")
     if len(comparisons) > 1 and a is None:
         notes.append(f"the runs learn from {len(comparisons)} data conditions (dataset, imbalance, noise): one table "
                      "each, never one ranking; --across KEY ranks the groups over them")

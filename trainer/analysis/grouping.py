@@ -17,6 +17,7 @@ from trainer.config import ADDED_SETTINGS
 from trainer.errors import UserError
 from trainer.evaluate.metrics import lower_is_better
 from trainer.tracking.params import GROUPS
+from trainer.words import counted
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -44,6 +45,7 @@ class Selection:
     description: str                   # one line saying what was selected
     parent_run_id: str | None = None   # the sweep's parent run, where the files are logged
     skipped: list[str] = field(default_factory=list)  # runs left out because they did not finish
+    running: bool = False              # the sweep's parent run is RUNNING: its jobs may not all have started
 
 
 def _all_runs(client: MlflowClient, experiment_ids: list[str], filter_string: str = "") -> list[Run]:
@@ -99,15 +101,19 @@ def select(client: MlflowClient, uri: str, experiment: str | None = None, parent
         if not runs:
             raise UserError(f"--parent {pid}: run {parent_run.info.run_name!r} has no child runs; give the id of "
                             "a sweep's parent run (its name starts with 'sweep').")
-        selection = Selection(runs, f"sweep-{pid[:8]}", f"sweep {parent_run.info.run_name!r} ({pid})", pid)
+        selection = Selection(runs, f"sweep-{pid[:8]}", f"sweep {parent_run.info.run_name!r} ({pid})", pid,
+                              running=parent_run.info.status == "RUNNING")
     selection.skipped = [f"{r.info.run_name} ({r.info.status})" for r in selection.runs
                          if r.info.status != "FINISHED"]
     selection.runs = [r for r in selection.runs if r.info.status == "FINISHED"]
     if where:
         selection.description += f" where {where}"
     if not selection.runs:
-        raise UserError(f"{selection.description} has no finished run to compare "
-                        f"({len(selection.skipped)} not finished: {', '.join(selection.skipped)}).")
+        held = (f" ({len(selection.skipped)} not finished: {', '.join(selection.skipped)})" if selection.skipped
+                else ": it holds no run")
+        raise UserError(f"{selection.description} has no finished run to compare{held}."
+                        + (" The sweep is still running: compare when it has finished runs." if selection.running
+                           else ""))
     return selection
 
 
@@ -252,7 +258,7 @@ class KFold:
         return (1 / self.folds) / (1 - 1 / self.folds - self.val)
 
     def describe(self) -> str:
-        return f"{self.seeds} seed{'s' if self.seeds != 1 else ''} x {self.folds} folds"
+        return f"{counted(self.seeds, 'seed')} x {counted(self.folds, 'fold')}"
 
 
 def kfold_design(runs: list[Run]) -> KFold | None:
@@ -302,7 +308,7 @@ def compare(runs: list[Run], metric: str = DEFAULT_METRIC, keys: list[str] | Non
     per_run = [run_metrics(r) for r in runs]
     if not any(metric in m for m in per_run):
         available = sorted({k for m in per_run for k in m if not k.startswith("test/recall/")})
-        raise UserError(f"--metric {metric}: none of the {len(runs)} runs has it. Metrics they have: "
+        raise UserError(f"--metric {metric}: none of the {counted(len(runs), 'run')} has it. Metrics they have: "
                         f"{', '.join(available)}.")
     keys = differing_keys(runs) if keys is None else keys
     warnings = []
@@ -322,7 +328,7 @@ def compare(runs: list[Run], metric: str = DEFAULT_METRIC, keys: list[str] | Non
     lacking = [r.info.run_name for row in rows for r in row["_runs"] if metric not in r.data.metrics
                and metric != WORST_RECALL]
     if lacking:
-        warnings.insert(0, f"{len(lacking)} of {sum(row['n'] for row in rows)} runs lack {metric} and are left "
+        warnings.insert(0, f"{len(lacking)} of {counted(sum(row['n'] for row in rows), 'run')} {'lacks' if len(lacking) == 1 else 'lack'} {metric} and are left "
                            f"out of its mean: {', '.join(lacking)}")
     sign = 1 if lower_is_better(metric) else -1
     rows.sort(key=lambda row: (math.isnan(row[f"{metric} mean"]), sign * row[f"{metric} mean"]))
@@ -361,7 +367,7 @@ def missing_pairs(c: Comparison) -> list[str]:
             shown = ", ".join(pair_label(k) for k in lacking[:8]) + (f" and {len(lacking) - 8} more"
                                                                       if len(lacking) > 8 else "")
             notes.append(f"{label} lacks {shown} (failed, stopped or not run): compared on the "
-                         f"{len(keys)} pair(s) it has")
+                         f"{counted(len(keys), 'pair')} it has")
     return notes
 
 

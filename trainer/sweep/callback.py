@@ -30,6 +30,7 @@ from trainer.tracking.tags import PROCESS
 
 log = logging.getLogger(__name__)
 
+DIVERGED_SHOWN = 10  # diverged runs named at the end of a sweep
 UI_RUNS = "#/experiments/{}?workflowType=machine_learning"  # MLflow 3.17 opens experiments on GenAI pages otherwise
 
 
@@ -124,6 +125,7 @@ class SweepCallback(Callback):
 
         from trainer.evaluate import deferred
         from trainer.tracking.store import count_children, search_all
+        from trainer.train import divergence
 
         client = MlflowClient(self._uri)
         parent = client.get_run(self._run_id)
@@ -154,6 +156,14 @@ class SweepCallback(Callback):
         refresh_statistics(self._uri)  # the store grew: keep its queries on their indexes
         if runs > len(unfinished):
             print(sweep_hint(self._uri, self._run_id, self._experiment_id), flush=True)
+        diverged = search_all(client, [experiment], f"tags.mlflow.parentRunId = '{self._run_id}' "
+                                                    f"and tags.{divergence.TAG} != ''")
+        if diverged:  # FINISHED, with chance-level scores: they would pull their group's mean down unsaid
+            names = ", ".join(r.info.run_name for r in diverged[:DIVERGED_SHOWN])
+            more = f" and {len(diverged) - DIVERGED_SHOWN} more" if len(diverged) > DIVERGED_SHOWN else ""
+            print(f"warning: {len(diverged)} run(s) of the sweep finished but their training diverged (tag "
+                  f"{divergence.TAG}; chance-level scores): {names}{more}. Lower optim.lr or set trainer.grad_clip "
+                  "for them.", file=sys.stderr, flush=True)
         waiting = count_children(client, experiment, self._run_id, (deferred.TAG, deferred.LATER))
         if waiting:  # eval.figures=later, or a signal stopped their drawing
             store = "" if self._uri == default_uri() else f" --tracking-uri {self._uri}"

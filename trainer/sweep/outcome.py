@@ -24,6 +24,7 @@ from trainer.errors import UserError
 from trainer.tracking.artifacts import download
 from trainer.tracking.provenance import resume_command, train_command
 from trainer.tracking.tags import SWEEP_JOB
+from trainer.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def report(jobs: list[Job], parent_run_id: str, sweep_dir: Path | None) -> str |
             where = f"; every command is in {path}"
         except OSError as e:  # the list on the terminal is what matters
             log.warning("could not write %s: %s", sweep_dir / RERUN_FILE, e)
-    lines = [f"error: {len(left)} of {len(jobs)} jobs of the sweep did not finish ({what}); rerun each "
+    lines = [f"error: {len(left)} of {counted(len(jobs), 'job')} of the sweep did not finish ({what}); rerun each "
              f"with the command below it{where}:"]
     for j in left[:SHOWN]:
         why = f": {_cut(_first_line(j.error), MAX_ERROR)}" if j.error else ""

@@ -1,0 +1,15 @@
+"""Counts in messages: "1 epoch", "2 epochs", "3,512 runs" (a message said "1 epochs" and "over 1 comparisons")."""
+from __future__ import annotations
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """n and noun, the noun in its plural (noun + "s" unless given) unless n is 1; n with thousands separators."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def approximately(n: float) -> str:
+    """A large count in words, three significant digits: 812, 12.3 thousand, 42 million, 3.1 billion."""
+    for scale, word in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {word}"
+    return f"{n:.3g}"
