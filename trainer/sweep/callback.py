@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
 from trainer.errors import UserError
+from trainer.runtime import signals
 from trainer.runtime.writable import require_folder
 from trainer.sweep.check import check_sweep
 from trainer.sweep.job import BASIC_LAUNCHER, BASIC_SWEEPERS
@@ -66,6 +67,7 @@ class SweepCallback(Callback):
     """
 
     _workers = False  # set by _start: whether the jobs run in a launcher's worker processes
+    _in_process = False  # set by _start: the jobs run in the sweep's own process (Hydra's basic launcher)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """A single run's output folder must be writable: Hydra creates it next, with a PermissionError's traceback."""
@@ -105,6 +107,9 @@ class SweepCallback(Callback):
         self._uri, self._run_id, self._experiment_id = uri, run.info.run_id, experiment_id
         # jobs in a launcher's worker processes: a stopped one may end its run KILLED where its output is not seen
         self._workers = config.hydra.launcher.get("_target_") != BASIC_LAUNCHER
+        self._in_process = not self._workers  # the jobs run in this process, between stretches of Hydra's code
+        if self._in_process:  # until the first job starts (trainer.runtime.signals.hold)
+            signals.hold()
         # the harness's sweeper lists every job that did not finish, the stopped ones with their resume command
         self._listed = config.hydra.sweeper.get("_target_") == BASIC_SWEEPERS[1]
         # Hydra skips on_multirun_end when a job fails or a signal stops the sweep: the runs must not stay RUNNING.
@@ -113,6 +118,16 @@ class SweepCallback(Callback):
             config.hydra.overrides.hydra.extend([override("tracking.uri", uri),
                                                  override("tracking.parent_run_id", run.info.run_id)])
         log.info("sweep parent run %s in experiment %r (store %s)", run.info.run_id, config.tracking.experiment, uri)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A signal held since the last job (trainer.runtime.signals.hold) stops the sweep here, before this job."""
+        if self._in_process:
+            signals.release()
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Until the next job starts, Hydra composes its config: a signal is held, not raised inside OmegaConf."""
+        if self._in_process:
+            signals.hold()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._end("FINISHED")
