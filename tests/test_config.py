@@ -184,6 +184,8 @@ def test_cli_bad_value_exits_nonzero_with_one_message_and_no_run(tmp_path, args,
     ["remedy=smote", "loss.gamma=2"], ["hydra.run.dir=x", "seed=1"], ["model=cnn", "model.channels=[8]"],
     ["resampling=smote", "resampling.sampler.k_neighbors=3"],
     ["trainer.epochs=[oops"],  # a syntax error: Hydra's own message names it
+    ["-m", "hydra/launcher=joblib"], ["hydra/job_logging=disabled"], ["-m", "hydra/sweeper=ce_optuna"],
+    ["resampling=balanced_sampler", "+resampling.sampler={_target_: x}", "resampling.sampler.k_neighbors=3"],
 ])
 def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tells(args):
     check_command_line(args)
@@ -204,6 +206,15 @@ def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tell
     (["resampling.sampler.k_neighbors=3"], "resampling.sampler.k_neighbors is not a setting of resampling=none (only"),
     (["resampling.sampler.k_neighbours=3"], "resampling.sampler is not a setting of resampling=none (only"),
     (["dataset=csv", "dataset.path=~/my.csv"], "write dataset.path=$HOME/my.csv"),  # Hydra's LexerNoViableAlt...
+    # a key inside a node the option sets to null: Hydra's "Key 'k_neighbors' is not in struct"
+    (["resampling=balanced_sampler", "resampling.sampler.k_neighbors=3"],
+     "resampling=balanced_sampler sets resampling.sampler to null (conf/resampling/balanced_sampler.yaml), so it has "
+     "no resampling.sampler.k_neighbors (resampling.sampler.k_neighbors is a setting of resampling=borderline_smote, "
+     "resampling=smote); choose one of those"),
+    # one of Hydra's groups: its "Could not find" with the config search path, exit 1
+    (["-m", "hydra/launcher=joblibb"], "hydra/launcher has no option 'joblibb'; did you mean hydra/launcher=joblib? "
+                                      "its options are basic, joblib, submitit_local, submitit_slurm"),
+    (["hydra/hydra_logging=nonee"], "did you mean hydra/hydra_logging=none?"),
 ])
 def test_the_command_line_check_names_the_option_or_argument_meant(args, message):
     with pytest.raises(UserError) as err:

@@ -441,6 +441,8 @@ def check_command_line(args: list[str]) -> None:
         key = o.key_or_group
         if key in groups and o.package is None:
             _check_option(key, o)
+        if key.startswith("hydra/") and o.package is None:
+            _check_option(key, o, _hydra_options(key), f"conf/{key}/ and Hydra's own and its plugins'")
         if o.type is OverrideType.CHANGE and key not in known:
             _check_argument(key, o.input_line.split("=", 1)[1], chosen)
         if (o.type is not OverrideType.CHANGE or o.package is not None or "/" in key or key in groups
@@ -456,6 +458,15 @@ def check_command_line(args: list[str]) -> None:
                             f"Hydra cannot set it); {fix}")
         group = key.split(".")[0]
         option = chosen.get(group)
+        null = _null_node(key, group, option) if option and f"{group}/{option}" in declared else None
+        if null and not any(other.key_or_group.startswith(null) for other in overrides if other is not o):
+            readers = (sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and key in ks)
+                       or sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
+                                 _is_node(null, ks)))
+            which = f" ({key} is a setting of {', '.join(f'{group}={r}' for r in readers)})" if readers else ""
+            example = f"; choose one of those, e.g. {group}={readers[0]} {key}={value}" if readers else ""
+            raise UserError(f"{key}={value}: {group}={option} sets {null} to null (conf/{group}/{option}.yaml), so "
+                            f"it has no {key}{which}{example}.")
         if option and f"{group}/{option}" in declared and not _known(key, declared[f"{group}/{option}"] | declared[""]):
             readers = sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
                              key in ks)
@@ -474,19 +485,36 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def _check_option(group: str, override: Any) -> None:
+def _hydra_options(group: str) -> list[str]:
+    """The options of one of Hydra's groups (hydra/launcher, hydra/sweeper): the files of conf/<group>/ and those
+    Hydra and its plugins register (discovering the plugins as Hydra does next, once per process: 0.4 s)."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    import hydra
+
+    Plugins.instance()
+    try:
+        registered = ConfigStore.instance().list(group)
+    except OSError:  # no such group registered
+        registered = []
+    own = Path(hydra.__file__).parent / "conf" / group  # hydra/hydra_logging, hydra/job_logging, ...
+    return sorted({Path(n).stem for n in registered} | {p.stem for p in own.glob("*.yaml")} | set(_options(group)))
+
+
+def _check_option(group: str, override: Any, options: list[str] | None = None, where: str | None = None) -> None:
     """UserError for an option of group that conf/ has no file for (loss=focall): Hydra's "Could not find" would
     print the config search path and exit 1. Values of a range or interval sweep are left to Hydra."""
     value = override.value()
     values = value.list if hasattr(value, "list") else [value] if isinstance(value, str) else []
-    options = _options(group)
+    options = _options(group) if options is None else options
     left = override.input_line.split("=", 1)[0]  # with its '+' or '~'
     for v in values:
         if isinstance(v, str) and options and v not in options:
             near = difflib.get_close_matches(v, options, n=1, cutoff=0.6)
             hint = f"did you mean {left}={near[0]}? " if near else ""
             raise UserError(f"{left}={v}: {group} has no option {v!r}; {hint}its options are {', '.join(options)} "
-                            f"(the files of conf/{group}/).")
+                            f"({where or f'the files of conf/{group}/'}).")
 
 
 def _check_argument(key: str, value: str, chosen: dict[str, str | None]) -> None:
@@ -525,6 +553,20 @@ def _node_readers(key: str, group: str, option: str, declared: dict[str, frozens
             return sorted(o.split("/")[1] for o, ks in declared.items()
                           if o.startswith(group + "/") and _is_node(node, ks)), node
     return [], key
+
+
+def _null_node(key: str, group: str, option: str) -> str | None:
+    """The node above key that the option's file sets to null (resampling.sampler in resampling=balanced_sampler),
+    None if there is none: Hydra cannot set a key inside a null node ("Key 'k_neighbors' is not in struct")."""
+    node: Any = _option_tree(CONF / group / f"{option}.yaml", group)
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+        if node is None:
+            return ".".join(parts[:i + 1])
+    return None
 
 
 def _is_node(key: str, known: frozenset[str]) -> bool:
