@@ -488,10 +488,9 @@ def _options(group: str) -> list[str]:
 def _hydra_options(group: str) -> list[str]:
     """The options of one of Hydra's groups (hydra/launcher, hydra/sweeper): the files of conf/<group>/ and those
     Hydra and its plugins register (discovering the plugins as Hydra does next, once per process: 0.4 s)."""
+    import hydra
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
-
-    import hydra
 
     Plugins.instance()
     try:
