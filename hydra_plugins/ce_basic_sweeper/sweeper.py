@@ -74,8 +74,8 @@ def _batch_size(launcher: Any) -> int | None:
     """Jobs handed to the launcher at once when hydra.sweeper.max_batch_size is null: all of them (a parallel
     launcher runs a batch at once), but SEQUENTIAL_BATCH for Hydra's basic launcher, which runs them one by one
     anyway and holds every job's result, composed configs included, until its batch ends (a 300-job study peaked at
-    1,101 MB in one batch, 1,074 MB in batches of 50; the sweep's process still grows by about 0.4 MB a job
-    elsewhere: docs/performance.md)."""
+    1,101 MB in one batch, 1,074 MB in batches of 50; what else grows, about 0.2 MB a job, is mostly the prepared
+    data kept for later jobs of the same seed: docs/performance.md)."""
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
     return SEQUENTIAL_BATCH if isinstance(launcher, BasicLauncher) else None
