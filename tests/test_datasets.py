@@ -133,7 +133,7 @@ def test_cli_trains_mnist_from_gz_files_in_data(tmp_path):
     write_mnist(tmp_path / "data", gz=True)
     proc = train_cli("dataset=mnist", "model=cnn", "trainer.epochs=1", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "run 'dataset=mnist,model=cnn,trainer.epochs=1' finished: 1 epochs" in proc.stdout
+    assert "run 'dataset=mnist,model=cnn,trainer.epochs=1' finished: 1 epoch," in proc.stdout
 
 
 # ---- every dataset trains, with every train-side option --------------------------------------------------------
