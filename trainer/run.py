@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainer.config import validate
 from trainer.errors import UserError
-from trainer.runtime.signals import Interrupted
+from trainer.runtime.signals import Interrupted, remember
 from trainer.sweep.job import HydraJob, hydra_job
 from trainer.tracking import ui_links
 from trainer.tracking.provenance import script
@@ -184,6 +184,8 @@ def fit(cfg: DictConfig, record: RunRecord, built: Built, prep: Prepared, setup:
                              on_epoch=setup.trial.on_epoch)
     if result.interrupted:
         raise Interrupted(stop.signum, f"checkpoint written to {record.checkpoint}", record.run_id)
+    if stop.signum is not None:  # after the loop's last look at it: the run finishes, then the process stops
+        remember(stop.signum)
     return result
 
 

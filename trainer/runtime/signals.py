@@ -63,6 +63,15 @@ def interrupt(signum: int, frame: Any) -> None:
         raise Interrupted(signum)
 
 
+def remember(signum: int) -> None:
+    """A stop asked for after the training loop's last look at its StopRequest (in the last epoch): training ended
+    anyway and the run finishes; the signal stays pending for the next job's start or the process's exit to raise
+    (trainer.runtime.shutdown), instead of being forgotten (the run and the sweep went on and exited 0)."""
+    global _received
+    if _received is None:
+        _received = signum
+
+
 def hold() -> None:
     """From now on interrupt() records a signal without raising it, until release(): Hydra composes the next job's
     config between two jobs of a sweep, and an exception raised inside OmegaConf there left a half-built node whose
@@ -75,10 +84,15 @@ def hold() -> None:
 
 def release() -> None:
     """Raise signals again as they arrive, and raise Interrupted now for one that arrived while held."""
-    global _held
-    _held = False
+    unhold()
     if _received is not None:
         raise Interrupted(_received)
+
+
+def unhold() -> None:
+    """Raise signals again as they arrive; one that arrived while held stays pending (pending())."""
+    global _held
+    _held = False
 
 
 def pending() -> int | None:
