@@ -48,7 +48,7 @@ def test_a_sweep_and_compare_name_the_runs_that_diverged(tmp_path):
 
     proc = train_cli("-m", "optim.lr=1e6,1e-3", "trainer.epochs=2", "eval.figures=off", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "warning: 1 run(s) of the sweep finished but their training diverged (tag diverged; chance-level " \
+    assert "warning: 1 run of the sweep finished but diverged in training (tag diverged; chance-level " \
            "scores): eval.figures=off,optim.lr=1000000.0,trainer.epochs=2. Lower optim.lr" in proc.stderr
     compared = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare.py")], cwd=tmp_path,
                               capture_output=True, text=True, timeout=300)

@@ -173,12 +173,12 @@ def test_figures_deferred_by_a_sweep_are_drawn_later_by_the_command(tmp_path):
     for r in runs:  # nothing drawn, what the figures need logged
         assert r.data.tags["figures"] == "later" and "time/figures_s" not in r.data.metrics
         assert not client.list_artifacts(r.info.run_id, "figures")
-    assert f"The figures of 2 run(s) wait to be drawn: python {ROOT / 'scripts' / 'figures.py'} --parent {parent}" \
+    assert f"The figures of 2 runs wait to be drawn: python {ROOT / 'scripts' / 'figures.py'} --parent {parent}" \
         in proc.stdout
     drawn = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures.py"), "--parent", parent], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert drawn.returncode == 0, drawn.stderr
-    assert "drew the figures of 2 run(s)" in drawn.stdout and "Downloading artifacts" not in drawn.stderr
+    assert "drew the figures of 2 runs" in drawn.stdout and "Downloading artifacts" not in drawn.stderr
     for r in runs:
         after = client.get_run(r.info.run_id)
         assert after.data.tags["figures"] == "drawn" and after.data.metrics["time/figures_s"] > 0

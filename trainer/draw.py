@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError, command_status
+from trainer.words import counted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,7 @@ def _main(a: argparse.Namespace) -> int:
             seconds = deferred.draw_logged(client, uri, run.info.run_id, logged, folder)
         print(f"[{i}/{len(runs)}] run {run.info.run_id} ({run.info.run_name}): figures drawn in {seconds:.1f} s, "
               f"in {folder / 'figures'} and the run's figures/", flush=True)
-    print(f"drew the figures of {len(runs) - failed} run(s) in {time.perf_counter() - start:.0f} s")
+    print(f"drew the figures of {counted(len(runs) - failed, 'run')} in {time.perf_counter() - start:.0f} s")
     return 1 if failed else 0
 
 

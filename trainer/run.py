@@ -19,7 +19,7 @@ from trainer.tracking import ui_links
 from trainer.tracking.provenance import script
 from trainer.tracking.record import Opening, RunRecord, output_dir
 from trainer.tracking.run_figures import FiguresInterrupted, draw_figures, figures_mode
-from trainer.words import counted
+from trainer.words import counted, value
 
 if TYPE_CHECKING:
     import torch
@@ -199,7 +199,7 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_swe
     lines = [f"run {run_name!r} finished: {counted(r.epochs_run, 'epoch')}, {counted(r.steps, 'step')} ({kept}), {r.seconds:.1f} s",
              f"{'':6}" + "".join(f"{c:>20}" for c in cols)]
     for split, m in (("val", r.val), ("test", r.test)):  # a diverged run's ce of 8e18 in scientific notation
-        lines.append(f"{split:6}" + "".join(f"{m[c]:>20.4f}" if abs(m[c]) < 1e6 else f"{m[c]:>20.4g}" for c in cols))
+        lines.append(f"{split:6}" + "".join(f"{value(m[c]):>20}" for c in cols))
     lines.append(f"MLflow run id: {r.run_id} (experiment {experiment!r}, store {uri})")
     if not in_sweep:
         how, address = ui_links.address(uri)

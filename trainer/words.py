@@ -13,3 +13,10 @@ def approximately(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g} {word}"
     return f"{n:.3g}"
+
+
+def value(x: float, sign: bool = False) -> str:
+    """A metric's value: 4 decimals (with its sign when sign), or 4 significant digits in scientific notation from
+    a million up (a diverged loss's cross-entropy of 3e21 printed as 2985054926625057538048.0000)."""
+    plus = "+" if sign else ""
+    return f"{x:{plus}.4f}" if abs(x) < 1e6 or x != x else f"{x:{plus}.4g}"

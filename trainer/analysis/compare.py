@@ -18,7 +18,7 @@ from trainer.evaluate.metrics import lower_is_better
 from trainer.sweep.orphans import end_orphans
 from trainer.tracking.store import refresh_statistics, require_store, resolve_uri
 from trainer.train.divergence import TAG as DIVERGED
-from trainer.words import counted
+from trainer.words import counted, value
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -29,7 +29,7 @@ CURVE_METRIC = "val/ce"
 def _cell(mean: float, std: float, n: int, group_n: int) -> str:
     if n == 0:
         return "–"
-    text = f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+    text = value(mean) if math.isnan(std) else f"{value(mean)} ± {value(std)}"
     return text + (f" (n={n})" if n != group_n else "")
 
 
@@ -42,7 +42,7 @@ def how_tested(d: stats.Difference) -> str:
     if d.test == "–":
         return "–"
     test = d.test if math.isnan(d.statistic) else f"{d.test} = {d.statistic:.2f}"
-    return f"{test}, {d.n} pairs" if d.paired else f"{test}, unpaired"
+    return f"{test}, {counted(d.n, 'pair')}" if d.paired else f"{test}, unpaired"
 
 
 DIFF_HEADER = "Δ vs baseline [95% CI]"
@@ -61,8 +61,8 @@ def rows_for_display(c: Comparison) -> tuple[list[str], list[list[str]]]:
         if d is None:
             cells += ["baseline", "", "", ""]
         else:
-            interval = "" if math.isnan(d.low) else f" [{d.low:+.4f}, {d.high:+.4f}]"
-            cells += ["–" if math.isnan(d.mean) else f"{d.mean:+.4f}{interval}", _p(d.p), _p(d.p_holm), how_tested(d)]
+            interval = "" if math.isnan(d.low) else f" [{value(d.low, sign=True)}, {value(d.high, sign=True)}]"
+            cells += ["–" if math.isnan(d.mean) else f"{value(d.mean, sign=True)}{interval}", _p(d.p), _p(d.p_holm), how_tested(d)]
         cells += [_cell(row[f"{x} mean"], row[f"{x} std"], row[f"{x} n"], row["n"]) for x in c.metrics[1:]]
         out.append(cells)
     return header, out
@@ -74,7 +74,7 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
     if not c.diffs:
         return []
     out = []
-    differ = [f"{label} ({d.mean:+.4f})" for label, d in c.diffs.items() if d.p_holm <= alpha]
+    differ = [f"{label} ({value(d.mean, sign=True)})" for label, d in c.diffs.items() if d.p_holm <= alpha]
     same = [label for label, d in c.diffs.items() if not d.p_holm <= alpha]
     out.append(f"Differ from {c.baseline} at {alpha} after Holm's correction over {counted(len(c.diffs), 'comparison')}: "
                + (", ".join(differ) if differ else "none"))
@@ -126,7 +126,7 @@ def ranks_for_display(a: Across) -> tuple[list[str], list[list[str]]]:
     """Groups by average rank: the rank on each block and the average."""
     order = sorted(range(len(a.groups)), key=lambda j: a.friedman.average_ranks[j])
     header = ["group", "average rank", *a.blocks]
-    rows = [[a.groups[j], f"{a.friedman.average_ranks[j]:.2f}", *(f"{a.friedman.ranks[i, j]:g} ({a.table[i, j]:.4f})"
+    rows = [[a.groups[j], f"{a.friedman.average_ranks[j]:.2f}", *(f"{a.friedman.ranks[i, j]:g} ({value(a.table[i, j])})"
                                                                    for i in range(len(a.blocks)))] for j in order]
     return header, rows
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO
 
 from trainer.evaluate.figures import FigureInputs, draw_and_log, log_saved, save
+from trainer.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +184,14 @@ def drain() -> list[str]:
     w.tasks.put(None)  # the writer closes the child's stdin after the last run: it finishes its queue and exits
     try:
         if w.pending:
-            log.info("waiting for the figures of %d run(s) drawn in the background", len(w.pending))
+            log.info("waiting for the figures of %s drawn in the background", counted(len(w.pending), "run"))
         _join(w.writer)
         _join(w.reader)  # returns when the child closes its stdout: after its last result, or when it dies
         w.process.wait()
         left = list(w.pending.items())
         if left:
-            log.warning("the figure process ended (exit code %s) with %d run(s) not drawn: drawing them here",
-                        w.process.returncode, len(left))
+            log.warning("the figure process ended (exit code %s) with %s not drawn: drawing them here",
+                        w.process.returncode, counted(len(left), "run"))
         for run_id, job in left:
             try:
                 draw_and_log(job.inp, job.output_dir, run_id, job.uri, job.step)
@@ -232,8 +233,9 @@ def _stop(w: _Worker, e: KeyboardInterrupt) -> list[str]:
         except Exception as error:  # noqa: BLE001 - the run's results stand without its figures
             log.warning("figures of run %s: their inputs could not be logged (%s)", run_id, error)
     if left:
-        log.warning("%s while drawing figures: %d run(s) have none yet; their inputs are logged for "
-                    "scripts/figures.py to draw them (%s)", str(e) or "interrupted by SIGINT", len(left), ", ".join(left))
+        log.warning("%s while drawing figures: %s without them yet; their inputs are logged for "
+                    "scripts/figures.py to draw them (%s)", str(e) or "interrupted by SIGINT", counted(len(left), "run"),
+                    ", ".join(left))
     return list(left)
 
 

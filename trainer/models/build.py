@@ -20,7 +20,7 @@ from trainer.models.losses import build_loss, loss_weights
 from trainer.models.networks import build_network
 from trainer.models.optim import build_optimizer
 from trainer.runtime import threads
-from trainer.words import approximately
+from trainer.words import approximately, counted
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def build(cfg: DictConfig, ds: Dataset, class_counts: Sequence[int], device: tor
     cpu = threads.choose(pinned_threads, model, ds.input_shape, cfg.trainer.batch_size, device, launcher, pinned_by,
                          example=typical_input(ds, device))
     torch.set_num_threads(cpu.threads)
-    log.info("torch.threads=%d (%d core(s) from %s%s)", cpu.threads, cpu.share, cpu.source,
+    log.info("torch.threads=%d (%s from %s%s)", cpu.threads, counted(cpu.share, "core"), cpu.source,
              "" if cpu.macs_per_step is None else f", {approximately(cpu.macs_per_step)} multiply-adds per step")
     check_batches(model, torch.as_tensor(ds.train.x[:1], device=device), len(ds.train.y), cfg.trainer.batch_size,
                   cfg.model.name)  # before the speed wrappers: one eager forward pass of one sample

@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from trainer.words import value
+
 log = logging.getLogger("trainer")
 
 HEARTBEAT_S = 30.0  # a step still running says so this often: a cluster job's log shows it is alive
@@ -38,6 +40,6 @@ def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], seconds: floa
     """One epoch in the log: `epoch 3/50  train/ce 0.4123  val/ce 0.3981  val/balanced_accuracy 0.8812  0.04 s`,
     and the monitored metric when it is another; with a step budget `epoch 3/12 (step 360/1000)  ...`."""
     keys = ("train/ce", "val/ce", "val/balanced_accuracy")
-    shown = [f"{k} {metrics[k]:.4f}" for k in (*keys, *([monitor] if monitor not in keys else [])) if k in metrics]
+    shown = [f"{k} {value(metrics[k])}" for k in (*keys, *([monitor] if monitor not in keys else [])) if k in metrics]
     where = f"epoch {epoch}/{epochs}" + (f" (step {metrics.get('train/steps', 0):.0f}/{steps})" if steps else "")
     return "  ".join([where, *shown, f"{seconds:.2f} s"])

@@ -28,6 +28,7 @@ from trainer.tracking.provenance import script, stopped_run_command
 from trainer.tracking.store import (default_uri, drop_inherited_run_id, refresh_statistics, resolve_uri,
                                     setup_experiment, ui_command)
 from trainer.tracking.tags import PROCESS
+from trainer.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class SweepCallback(Callback):
                 stopped.append(child)  # its worker ended it (Ctrl-C reaches the whole process group)
         commands = [] if self._listed else [c for c in map(stopped_run_command, stopped) if c]
         if commands:  # a launcher's worker was stopped with its job: it could not print this itself
-            print(f"{len(commands)} run(s) of the sweep were stopped (KILLED); continue each with:\n  "
+            print(f"{counted(len(commands), 'run')} of the sweep stopped (KILLED); continue each with:\n  "
                   + "\n  ".join(commands), file=sys.stderr, flush=True)
         if unfinished or status != "FINISHED":
             failed = ", ".join(c.info.run_name for c in unfinished) or "sweep stopped"
@@ -176,13 +177,13 @@ class SweepCallback(Callback):
         if diverged:  # FINISHED, with chance-level scores: they would pull their group's mean down unsaid
             names = ", ".join(r.info.run_name for r in diverged[:DIVERGED_SHOWN])
             more = f" and {len(diverged) - DIVERGED_SHOWN} more" if len(diverged) > DIVERGED_SHOWN else ""
-            print(f"warning: {len(diverged)} run(s) of the sweep finished but their training diverged (tag "
+            print(f"warning: {counted(len(diverged), 'run')} of the sweep finished but diverged in training (tag "
                   f"{divergence.TAG}; chance-level scores): {names}{more}. Lower optim.lr or set trainer.grad_clip "
                   "for them.", file=sys.stderr, flush=True)
         waiting = count_children(client, experiment, self._run_id, (deferred.TAG, deferred.LATER))
         if waiting:  # eval.figures=later, or a signal stopped their drawing
             store = "" if self._uri == default_uri() else f" --tracking-uri {self._uri}"
-            print(f"The figures of {waiting} run(s) wait to be drawn: python {script('scripts/figures.py')} "
+            print(f"The figures of {counted(waiting, 'run')} wait to be drawn: python {script('scripts/figures.py')} "
                   f"--parent {self._run_id}{store}", flush=True)
 
 def sweep_hint(uri: str, parent_run_id: str, experiment_id: str) -> str:
