@@ -185,6 +185,8 @@ def test_cli_bad_value_exits_nonzero_with_one_message_and_no_run(tmp_path, args,
     ["resampling=smote", "resampling.sampler.k_neighbors=3"],
     ["trainer.epochs=[oops"],  # a syntax error: Hydra's own message names it
     ["-m", "hydra/launcher=joblib"], ["hydra/job_logging=disabled"], ["-m", "hydra/sweeper=ce_optuna"],
+    ["-m", "seed=0,1"], ["--multirun", "seed=range(0,3)"], ["experiment=loss_zoo", "seed=0,1"],  # a preset's MULTIRUN
+    ["seed=0,1", "--cfg", "job"],
     ["resampling=balanced_sampler", "+resampling.sampler={_target_: x}", "resampling.sampler.k_neighbors=3"],
 ])
 def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tells(args):
@@ -215,6 +217,10 @@ def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tell
     (["-m", "hydra/launcher=joblibb"], "hydra/launcher has no option 'joblibb'; did you mean hydra/launcher=joblib? "
                                       "its options are basic, joblib, submitit_local, submitit_slurm"),
     (["hydra/hydra_logging=nonee"], "did you mean hydra/hydra_logging=none?"),
+    # a sweep's values without -m: Hydra's "Ambiguous value" or "requires --multirun", exit 1
+    (["seed=0,1", "trainer.epochs=2"], "seed=0,1: several values are a sweep, which runs with -m (--multirun): "
+                                       "python train.py -m seed=0,1 trainer.epochs=2"),
+    (["seed=range(0,3)"], "seed=range(0,3): several values are a sweep"),
 ])
 def test_the_command_line_check_names_the_option_or_argument_meant(args, message):
     with pytest.raises(UserError) as err:

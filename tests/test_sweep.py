@@ -87,6 +87,9 @@ def test_the_readme_sweep_makes_eight_runs(tmp_path):
     (["seed=0,1", "hydra.launcher._target_=hydra_plugins.hydra_joblib_launcher.gone.JoblibLauncher"],
      'hydra/launcher: hydra_plugins.hydra_joblib_launcher.gone.JoblibLauncher is not installed; install the cluster '
      'extra: pip install -e ".[cluster]"'),
+    # joblib.Parallel refused it after the parent run was made: a traceback under a list of never-run jobs
+    (["seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
+     "hydra.launcher.n_jobs=0: joblib runs that many jobs at once; give 1 or more, or -1 for one per core"),
     pytest.param(["seed=0,1", "trainer.device=cuda"], "trainer.device=cuda, but torch sees no CUDA device",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there")),
 ])

@@ -433,6 +433,7 @@ def check_command_line(args: list[str]) -> None:
             raise UserError(f"{home}: Hydra's override grammar does not accept '~' there, and the shell expands it "
                             f"only at the start of a word; write {fixed} (the shell expands $HOME).") from None
         return
+    _check_sweep_mode(args, overrides)
     declared = declared_keys()
     known = frozenset().union(*declared.values())
     groups = {p.name for p in CONF.iterdir() if p.is_dir()}
@@ -478,6 +479,24 @@ def check_command_line(args: list[str]) -> None:
             raise UserError(f"{key}={value}: {node} is not a setting of {group}={option} (only of "
                             f"{', '.join(f'{group}={r}' for r in readers)}); choose one of those, e.g. "
                             f"{group}={readers[0]} {key}={value}.")
+
+
+def _check_sweep_mode(args: list[str], overrides: list[Any]) -> None:
+    """UserError for a sweep's values (seed=0,1, seed=range(0,3)) without -m: Hydra stops on them with its multi-line
+    "Ambiguous value" or "requires --multirun" and exit 1. An experiment or search preset, or hydra.mode, may
+    choose MULTIRUN itself (conf/experiment/loss_zoo.yaml): with one of those, composing tells."""
+    from hydra._internal.utils import get_args_parser
+
+    parsed = get_args_parser().parse_known_args(args)[0]
+    if parsed.multirun or parsed.cfg or parsed.info or parsed.shell_completion:  # --cfg job: Hydra's own answer
+        return
+    keys = {o.key_or_group for o in overrides}
+    if keys & {"experiment", "hparams_search", "hydra.mode"}:
+        return
+    swept = next((o for o in overrides if o.is_sweep_override()), None)
+    if swept is not None:
+        raise UserError(f"{swept.input_line}: several values are a sweep, which runs with -m (--multirun): python "
+                        f"train.py -m {' '.join(args)}")
 
 
 def _options(group: str) -> list[str]:

@@ -72,6 +72,12 @@ def check_plugins(config: DictConfig) -> None:
                    "install the package that provides it")
             raise UserError(f"hydra/{group}: {target} is not installed; {how}, or drop hydra/{group}= to use "
                             "Hydra's basic one")
+    n_jobs = config.hydra.launcher.get("n_jobs") if "joblib" in str(config.hydra.launcher.get("_target_")) else None
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0):
+        # joblib.Parallel's meaning: n jobs at once, -1 one per core, -2 all cores but one; 0 means nothing (its
+        # ValueError came after the sweep's parent run was created, as a traceback under a list of never-run jobs)
+        raise UserError(f"hydra.launcher.n_jobs={n_jobs}: joblib runs that many jobs at once; give 1 or more, or -1 "
+                        "for one per core (-2: all cores but one)")
 
 
 # plugin packages of pyproject.toml's extras, by a part of their module name
