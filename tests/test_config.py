@@ -187,6 +187,8 @@ def test_cli_bad_value_exits_nonzero_with_one_message_and_no_run(tmp_path, args,
     ["-m", "hydra/launcher=joblib"], ["hydra/job_logging=disabled"], ["-m", "hydra/sweeper=ce_optuna"],
     ["-m", "seed=0,1"], ["--multirun", "seed=range(0,3)"], ["experiment=loss_zoo", "seed=0,1"],  # a preset's MULTIRUN
     ["seed=0,1", "--cfg", "job"],
+    ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"],
     ["resampling=balanced_sampler", "+resampling.sampler={_target_: x}", "resampling.sampler.k_neighbors=3"],
 ])
 def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tells(args):
@@ -221,6 +223,12 @@ def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tell
     (["seed=0,1", "trainer.epochs=2"], "seed=0,1: several values are a sweep, which runs with -m (--multirun): "
                                        "python train.py -m seed=0,1 trainer.epochs=2"),
     (["seed=range(0,3)"], "seed=range(0,3): several values are a sweep"),
+    # a setting the launcher lacks: Hydra's "Key 'n_jobs' not in 'BasicLauncherConf'", exit 1
+    (["-m", "seed=0,1", "hydra.launcher.n_jobs=2"], "hydra.launcher.n_jobs=2: hydra/launcher=basic has no setting "
+                                                  "n_jobs; it is a setting of hydra/launcher=joblib: add "
+                                                  "hydra/launcher=joblib."),
+    (["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobz=2"],
+     "did you mean hydra.launcher.n_jobs? Write hydra.launcher.n_jobs=2."),
 ])
 def test_the_command_line_check_names_the_option_or_argument_meant(args, message):
     with pytest.raises(UserError) as err:

@@ -444,6 +444,8 @@ def check_command_line(args: list[str]) -> None:
             _check_option(key, o)
         if key.startswith("hydra/") and o.package is None:
             _check_option(key, o, _hydra_options(key), f"conf/{key}/ and Hydra's own and its plugins'")
+        if key.startswith("hydra.launcher.") and o.type is OverrideType.CHANGE:
+            _check_launcher_key(key, o.input_line.split("=", 1)[1], overrides)
         if o.type is OverrideType.CHANGE and key not in known:
             _check_argument(key, o.input_line.split("=", 1)[1], chosen)
         if (o.type is not OverrideType.CHANGE or o.package is not None or "/" in key or key in groups
@@ -518,6 +520,45 @@ def _hydra_options(group: str) -> list[str]:
         registered = []
     own = Path(hydra.__file__).parent / "conf" / group  # hydra/hydra_logging, hydra/job_logging, ...
     return sorted({Path(n).stem for n in registered} | {p.stem for p in own.glob("*.yaml")} | set(_options(group)))
+
+
+def _launcher_keys(option: str) -> frozenset[str]:
+    """The settings of a launcher (hydra/launcher=option): its plugin's schema and conf/hydra/launcher/<option>.yaml."""
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        schema = set(ConfigStore.instance().load(f"hydra/launcher/{option}.yaml").node.keys())
+    except Exception:  # noqa: BLE001 - not registered (the plugin's extra is not installed): the file's keys
+        schema = set()
+    path = CONF / "hydra" / "launcher" / f"{option}.yaml"
+    own = set(_option_tree(path, "")) - {"defaults"} if path.is_file() else set()
+    return frozenset(map(str, schema | own))
+
+
+def _check_launcher_key(key: str, value: str, overrides: list[Any]) -> None:
+    """UserError for a setting the sweep's launcher does not have (hydra.launcher.n_jobs with the basic launcher,
+    hydra.launcher.n_jobz with joblib): Hydra stops with its multi-line "Key 'n_jobs' not in 'BasicLauncherConf'".
+    Left to Hydra when a preset (experiment=, hparams_search=) may choose the launcher."""
+    chosen = next((str(o.value()) for o in overrides if o.key_or_group == "hydra/launcher"), None)
+    if chosen is None and {o.key_or_group for o in overrides} & {"experiment", "hparams_search"}:
+        return
+    chosen = chosen or "basic"
+    options = _hydra_options("hydra/launcher")
+    if chosen not in options:
+        return  # _check_option names it
+    setting = key.split(".")[2]
+    have = _launcher_keys(chosen)
+    if setting in have:
+        return
+    readers = [o for o in options if setting in _launcher_keys(o)]
+    near = difflib.get_close_matches(setting, sorted(have - {"_target_"}), n=1, cutoff=0.6)
+    if readers:
+        fix = f"it is a setting of {', '.join(f'hydra/launcher={r}' for r in readers)}: add hydra/launcher={readers[0]}"
+    elif near:
+        fix = f"did you mean hydra.launcher.{near[0]}? Write hydra.launcher.{near[0]}={value}"
+    else:
+        fix = f"its settings are {', '.join(sorted(have - {'_target_'})) or 'none'}"
+    raise UserError(f"{key}={value}: hydra/launcher={chosen} has no setting {setting}; {fix}.")
 
 
 def _check_option(group: str, override: Any, options: list[str] | None = None, where: str | None = None) -> None:
