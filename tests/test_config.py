@@ -187,7 +187,7 @@ def test_cli_bad_value_exits_nonzero_with_one_message_and_no_run(tmp_path, args,
     ["-m", "hydra/launcher=joblib"], ["hydra/job_logging=disabled"], ["-m", "hydra/sweeper=ce_optuna"],
     ["-m", "seed=0,1"], ["--multirun", "seed=range(0,3)"], ["experiment=loss_zoo", "seed=0,1"],  # a preset's MULTIRUN
     ["seed=0,1", "--cfg", "job"],
-    ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["seed=-1"], ["--cfg", "job", "-p", "loss"],
     ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"],
     ["resampling=balanced_sampler", "+resampling.sampler={_target_: x}", "resampling.sampler.k_neighbors=3"],
 ])
@@ -203,6 +203,8 @@ def test_the_command_line_check_leaves_what_hydra_can_set_or_only_composing_tell
     (["+experiment=loss_zo"], "did you mean +experiment=loss_zoo?"),
     # a group's name mistyped: the group, not '+los'
     (["los=focal"], "did you mean loss? Write loss=focal."),
+    (["lose=weighted"], "did you mean loss? Write loss=weighted."),
+    (["--mutlirun", "seed=0,1"], "--mutlirun: train.py has no such flag; did you mean --multirun?"),  # argparse's usage
     # a constructor's argument mistyped without '+': Hydra's "Key 'k_neighbours' is not in struct"
     (["resampling=smote", "resampling.sampler.k_neighbours=3"],
      "did you mean resampling.sampler.k_neighbors? Write resampling.sampler.k_neighbors=3."),

@@ -313,7 +313,7 @@ def test_undecodable_bytes_name_their_line_or_file_and_the_documented_fallbacks_
     (["tokenizer=char"], "tokenizer='char' is not valid: tokenizer must be left out for dataset=digits"),
     (["dataset=text", "dataset.path=t.csv", "model=transformer", "model.pretrained=bert-base-uncased"],
      "tokenizer='bpe' is not valid: .*add tokenizer=pretrained"),
-    (["dataset=text", "dataset.path=t.csv", "tokenizer=pretrained"], "tokenizer.pretrained=None is not valid"),
+    (["dataset=text", "dataset.path=t.csv", "tokenizer=pretrained"], "tokenizer.pretrained is not set"),
     (["dataset=dna_splice", "split.folds=5", "split.fold=0"], "split.folds=5 is not valid: .*statlog_split=false"),
     (["dataset=language_id", "dataset.languages=[english]"], "dataset.languages"),
     (["dataset=text", "dataset.path=t.csv", "dataset.encoding_errors=loud"], "dataset.encoding_errors"),

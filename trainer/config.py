@@ -369,7 +369,8 @@ def _near(key: str, candidates: frozenset[str]) -> list[str]:
     """The declared key closest to key (difflib), if its last part is close too: a shared prefix alone
     (resampling.sampler.smote.) makes any two keys look alike."""
     last = key.rsplit(".", 1)[-1]
-    return [c for c in difflib.get_close_matches(key, sorted(candidates), n=3, cutoff=0.8)
+    cutoff = 0.8 if "." in key else 0.7  # one short word (lose for loss: 0.75) has fewer letters to agree on
+    return [c for c in difflib.get_close_matches(key, sorted(candidates), n=3, cutoff=cutoff)
             if difflib.SequenceMatcher(None, last, c.rsplit(".", 1)[-1]).ratio() >= 0.6][:1]
 
 
@@ -424,8 +425,15 @@ def check_command_line(args: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
+    parser = get_args_parser()
+    flag = next((a for a in parser.parse_known_args(args)[1] if a.startswith("-")), None)
+    if flag is not None:  # argparse would print Hydra's whole usage text
+        flags = sorted({f for action in parser._actions for f in action.option_strings if f.startswith("--")})
+        near = difflib.get_close_matches(flag.split("=")[0], flags, n=1, cutoff=0.6)
+        raise UserError(f"{flag}: train.py has no such flag; " + (f"did you mean {near[0]}? " if near else "")
+                        + "python train.py --help lists them (-m, --multirun: a sweep; --cfg job: print the config).")
     try:
-        overrides = OverridesParser.create().parse_overrides(get_args_parser().parse_known_args(args)[0].overrides)
+        overrides = OverridesParser.create().parse_overrides(parser.parse_known_args(args)[0].overrides)
     except Exception:  # noqa: BLE001 - Hydra's own message names a malformed override, but for a home folder:
         home = next((a for a in args if "=~/" in a), None)  # the shell expands ~ only at a word's start
         if home:

@@ -31,7 +31,8 @@ class ConfigError(UserError):
 
     def __init__(self, key: str, value: Any, allowed: str) -> None:
         self.key = key
-        super().__init__(f"{key}={value!r} is not valid: {key} must be {allowed}.")
+        given = f"{key} is not set" if value is None else f"{key}={value!r} is not valid"  # null: nothing given
+        super().__init__(f"{given}: {key} must be {allowed}.")
 
 
 class EndedEarly(Exception):
