@@ -136,6 +136,28 @@ def test_a_signal_while_waiting_for_the_figures_stops_the_process_and_sets_the_e
     assert deferred.ARTIFACT in {a.path for a in client.list_artifacts(run_id)}
 
 
+def test_a_process_already_exiting_on_a_signal_does_not_wait_for_the_figures(tmp_path, monkeypatch):
+    """A Ctrl-C just before the wait (as a sweep's end printed its links) made the exit wait for every figure: a
+    second Ctrl-C within 2 s counts as a repeat of the first and is not raised. The wait is skipped instead."""
+    import os
+    import signal
+
+    from trainer.runtime import shutdown, signals
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("figs")).info.run_id
+    assert figure_worker.start()
+    child = figure_worker._worker.process
+    os.kill(child.pid, signal.SIGSTOP)  # it would never finish: drain() must not wait for it
+    figure_worker.submit(_inputs(), tmp_path / "a", run_id, uri, 1)
+    monkeypatch.setattr(shutdown, "_exit_code_of_handlers", 0)
+    monkeypatch.setattr(signals, "_exiting_on", signal.SIGINT)  # run_then_exit caught the first Ctrl-C
+    assert figure_worker.drain() == [run_id]
+    assert child.poll() is not None and shutdown._exit_code_of_handlers == 128 + signal.SIGINT
+    assert client.get_run(run_id).data.tags["figures"] == "later"
+
+
 def test_the_figure_process_is_never_more_than_a_few_runs_behind(tmp_path):
     import os
     import signal

@@ -401,7 +401,8 @@ def check_keys(cfg: DictConfig) -> None:
             near = _near(added, candidates)
             raise UnknownKey(added, value, near, bool(near) and near[0] in known)
         group = key.split(".")[0]
-        chosen = declared.get(f"{group}/{OmegaConf.select(cfg, group + '.name', default='')}")
+        node = cfg.get(group)  # a setting given a list (seed=[0,1]) has no option's name: its own check says so
+        chosen = declared.get(f"{group}/{node.get('name', '')}") if isinstance(node, DictConfig) else None
         if chosen is not None and not _known(key, chosen | declared[""]):
             readers = sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
                              _known(key, ks))

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO
 
 from trainer.evaluate.figures import FigureInputs, draw_and_log, log_saved, save
+from trainer.runtime import signals
 from trainer.words import counted
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,9 @@ def drain() -> list[str]:
         return []
     w, _worker = _worker, None
     w.tasks.put(None)  # the writer closes the child's stdin after the last run: it finishes its queue and exits
+    stopping = signals.exiting_on()
+    if stopping is not None:  # a signal stopped the process just before: no wait (its repeat would not be raised)
+        return w.failed + _stop(w, signals.Interrupted(stopping))
     try:
         if w.pending:
             log.info("waiting for the figures of %s drawn in the background", counted(len(w.pending), "run"))

@@ -116,7 +116,7 @@ class ClassAxis:
             ticks = np.unique(np.r_[np.arange(0, n, step), n - 1])
             if len(ticks) > 2 and ticks[-1] - ticks[-2] < step / 2:  # the last two would overlap
                 ticks = np.delete(ticks, -2)
-            title = f"{what}: {n} classes by training samples, most to fewest; every {step}th named"
+            title = f"{what}: {n} classes by training samples, most to fewest; one in {step} named"
         labels = [_cut(classes[order[t]]) for t in ticks]
         return cls(order, ticks, labels, title)
 

@@ -78,6 +78,7 @@ def run_then_exit(main: Callable[[], object]) -> None:
     except KeyboardInterrupt as e:
         print(str(e) or "interrupted by SIGINT", file=sys.stderr)
         code = getattr(e, "exit_code", 128 + signal.SIGINT)
+        signals.exiting_on(code - 128)
     signals.unhold()  # held at a sweep's end (trainer.runtime.signals.hold): the exit handlers stop at a signal again
     threading._shutdown()  # the step Python runs first at exit; private, stable since 3.4, still so in 3.13
     atexit._run_exitfuncs()

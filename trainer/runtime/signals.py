@@ -63,6 +63,19 @@ def interrupt(signum: int, frame: Any) -> None:
         raise Interrupted(signum)
 
 
+_exiting_on: int | None = None  # the signal the process is exiting on (trainer.runtime.shutdown), for exit handlers
+
+
+def exiting_on(signum: int | None = None) -> int | None:
+    """With signum: the process is exiting on that signal (its exit handlers run next). Returns the signal the
+    process is exiting on, None while it is not: an exit handler that would wait (the figures drawn in the
+    background) stops at once instead, since a repeat of the signal within REPEAT_S is not raised to stop it."""
+    global _exiting_on
+    if signum is not None:
+        _exiting_on = signum
+    return _exiting_on
+
+
 def remember(signum: int) -> None:
     """A stop asked for after the training loop's last look at its StopRequest (in the last epoch): training ended
     anyway and the run finishes; the signal stays pending for the next job's start or the process's exit to raise

@@ -179,7 +179,7 @@ class SweepCallback(Callback):
             more = f" and {len(diverged) - DIVERGED_SHOWN} more" if len(diverged) > DIVERGED_SHOWN else ""
             print(f"warning: {counted(len(diverged), 'run')} of the sweep finished but diverged in training (tag "
                   f"{divergence.TAG}; chance-level scores): {names}{more}. Lower optim.lr or set trainer.grad_clip "
-                  "for them.", file=sys.stderr, flush=True)
+                  f"for {'it' if len(diverged) == 1 else 'them'}.", file=sys.stderr, flush=True)
         waiting = count_children(client, experiment, self._run_id, (deferred.TAG, deferred.LATER))
         if waiting:  # eval.figures=later, or a signal stopped their drawing
             store = "" if self._uri == default_uri() else f" --tracking-uri {self._uri}"

@@ -19,6 +19,7 @@ from trainer.tracking.provenance import script
 from trainer.tracking.tags import CHECKPOINT as TAG, PROCESS
 from trainer.train import checkpoint
 from trainer.train.loop import LoopState, epoch_metrics
+from trainer.words import counted
 
 ARTIFACT = f"{checkpoint.ARTIFACT_DIR}/{checkpoint.FILENAME}"
 TOKENIZER_DIR = "tokenizer"  # a text run's tokenizer.json (trainer.data.tokenizer), logged by trainer.tracking.record
@@ -106,7 +107,7 @@ def _find(client, key: str, uri: str, run_id: str, cfg: DictConfig, commit: str,
                         f"at {commit}. Check out that commit to continue it, or start a new run.")
     if checkpoint is None and logged:
         other = f" ({foreign})" if foreign else ""
-        raise UserError(f"{key}: the run logged {logged} epochs but its checkpoint is gone (not at "
+        raise UserError(f"{key}: the run logged {counted(logged, 'epoch')} but its checkpoint is gone (not at "
                         f"{tags.get(TAG)}{other}, and no artifact {ARTIFACT}). It cannot be continued; start a new "
                         "run.")
     if fresh:
