@@ -164,6 +164,7 @@ def test_a_key_of_another_option_is_accepted_with_a_warning(caplog):
     (["dataset=csv", "imbalance.ratio=3"], "imbalance.ratio is not a setting of imbalance=none"),
     (["optim.amsgrad=true"], "added with '+': +optim.amsgrad=true"),
     (["optim.lr=inf"], "optim.lr=inf"),
+    (["seed=[0,1]"], "seed=[0, 1] is not valid: seed must be an integer"),  # was a ConfigTypeError traceback
 ])
 def test_cli_bad_value_exits_nonzero_with_one_message_and_no_run(tmp_path, args, key):
     proc = train_cli(*args, cwd=tmp_path)
