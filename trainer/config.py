@@ -404,8 +404,7 @@ def check_keys(cfg: DictConfig) -> None:
         node = cfg.get(group)  # a setting given a list (seed=[0,1]) has no option's name: its own check says so
         chosen = declared.get(f"{group}/{node.get('name', '')}") if isinstance(node, DictConfig) else None
         if chosen is not None and not _known(key, chosen | declared[""]):
-            readers = sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
-                             _known(key, ks))
+            readers = _options_with(declared, group, lambda ks: _known(key, ks))
             log.warning("%s is not read by %s=%s (only by %s)", key, group, cfg[group].name,
                         ", ".join(f"{group}={r}" for r in readers))
 
@@ -427,14 +426,15 @@ def check_command_line(args: list[str]) -> None:
     from hydra.core.override_parser.types import OverrideType
 
     parser = get_args_parser()
-    flag = next((a for a in parser.parse_known_args(args)[1] if a.startswith("-")), None)
+    parsed, unknown = parser.parse_known_args(args)
+    flag = next((a for a in unknown if a.startswith("-")), None)
     if flag is not None:  # argparse would print Hydra's whole usage text
         flags = sorted({f for action in parser._actions for f in action.option_strings if f.startswith("--")})
         near = difflib.get_close_matches(flag.split("=")[0], flags, n=1, cutoff=0.6)
         raise UserError(f"{flag}: train.py has no such flag; " + (f"did you mean {near[0]}? " if near else "")
                         + "python train.py --help lists them (-m, --multirun: a sweep; --cfg job: print the config).")
     try:
-        overrides = OverridesParser.create().parse_overrides(parser.parse_known_args(args)[0].overrides)
+        overrides = OverridesParser.create().parse_overrides(parsed.overrides)
     except Exception:  # noqa: BLE001 - Hydra's own message names a malformed override, but for a home folder:
         home = next((a for a in args if "=~/" in a), None)  # the shell expands ~ only at a word's start
         if home:
@@ -442,7 +442,7 @@ def check_command_line(args: list[str]) -> None:
             raise UserError(f"{home}: Hydra's override grammar does not accept '~' there, and the shell expands it "
                             f"only at the start of a word; write {fixed} (the shell expands $HOME).") from None
         return
-    _check_sweep_mode(args, overrides)
+    _check_sweep_mode(args, parsed, overrides)
     declared = declared_keys()
     known = frozenset().union(*declared.values())
     groups = {p.name for p in CONF.iterdir() if p.is_dir()}
@@ -472,16 +472,14 @@ def check_command_line(args: list[str]) -> None:
         option = chosen.get(group)
         null = _null_node(key, group, option) if option and f"{group}/{option}" in declared else None
         if null and not any(other.key_or_group.startswith(null) for other in overrides if other is not o):
-            readers = (sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and key in ks)
-                       or sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
-                                 _is_node(null, ks)))
+            readers = (_options_with(declared, group, lambda ks: key in ks)
+                       or _options_with(declared, group, lambda ks: _is_node(null, ks)))
             which = f" ({key} is a setting of {', '.join(f'{group}={r}' for r in readers)})" if readers else ""
             example = f"; choose one of those, e.g. {group}={readers[0]} {key}={value}" if readers else ""
             raise UserError(f"{key}={value}: {group}={option} sets {null} to null (conf/{group}/{option}.yaml), so "
                             f"it has no {key}{which}{example}.")
         if option and f"{group}/{option}" in declared and not _known(key, declared[f"{group}/{option}"] | declared[""]):
-            readers = sorted(o.split("/")[1] for o, ks in declared.items() if o.startswith(group + "/") and
-                             key in ks)
+            readers = _options_with(declared, group, lambda ks: key in ks)
             node = key
             if not readers:  # a node the chosen option lacks (resampling=none has no sampler), else composing tells
                 readers, node = _node_readers(key, group, option, declared)
@@ -492,17 +490,17 @@ def check_command_line(args: list[str]) -> None:
                             f"{group}={readers[0]} {key}={value}.")
 
 
-def _check_sweep_mode(args: list[str], overrides: list[Any]) -> None:
+PRESET_GROUPS = ("experiment", "hparams_search")  # their files may set hydra's mode, launcher and sweeper
+
+
+def _check_sweep_mode(args: list[str], parsed: Any, overrides: list[Any]) -> None:
     """UserError for a sweep's values (seed=0,1, seed=range(0,3)) without -m: Hydra stops on them with its multi-line
     "Ambiguous value" or "requires --multirun" and exit 1. An experiment or search preset, or hydra.mode, may
-    choose MULTIRUN itself (conf/experiment/loss_zoo.yaml): with one of those, composing tells."""
-    from hydra._internal.utils import get_args_parser
-
-    parsed = get_args_parser().parse_known_args(args)[0]
+    choose MULTIRUN itself (conf/experiment/loss_zoo.yaml): with one of those, composing tells. parsed: Hydra's
+    argument parser's reading of args."""
     if parsed.multirun or parsed.cfg or parsed.info or parsed.shell_completion:  # --cfg job: Hydra's own answer
         return
-    keys = {o.key_or_group for o in overrides}
-    if keys & {"experiment", "hparams_search", "hydra.mode"}:
+    if {o.key_or_group for o in overrides} & {*PRESET_GROUPS, "hydra.mode"}:
         return
     swept = next((o for o in overrides if o.is_sweep_override()), None)
     if swept is not None:
@@ -549,7 +547,7 @@ def _check_launcher_key(key: str, value: str, overrides: list[Any]) -> None:
     hydra.launcher.n_jobz with joblib): Hydra stops with its multi-line "Key 'n_jobs' not in 'BasicLauncherConf'".
     Left to Hydra when a preset (experiment=, hparams_search=) may choose the launcher."""
     chosen = next((str(o.value()) for o in overrides if o.key_or_group == "hydra/launcher"), None)
-    if chosen is None and {o.key_or_group for o in overrides} & {"experiment", "hparams_search"}:
+    if chosen is None and {o.key_or_group for o in overrides} & set(PRESET_GROUPS):
         return
     chosen = chosen or "basic"
     options = _hydra_options("hydra/launcher")
@@ -610,6 +608,11 @@ def _check_argument(key: str, value: str, chosen: dict[str, str | None]) -> None
     raise UserError(f"{key}={value}: {key} is not an argument of {what}; remove it, or see the class's documentation.")
 
 
+def _options_with(declared: dict[str, frozenset[str]], group: str, has: Callable[[frozenset[str]], bool]) -> list[str]:
+    """The options of group whose declared keys (declared_keys) satisfy has, sorted."""
+    return sorted(o.split("/")[1] for o, keys in declared.items() if o.startswith(group + "/") and has(keys))
+
+
 def _node_readers(key: str, group: str, option: str, declared: dict[str, frozenset[str]]) -> tuple[list[str], str]:
     """The options of group that have the first node of key that option lacks, and that node
     (resampling.sampler.k_neighbors with resampling=none: the samplers, resampling.sampler)."""
@@ -618,8 +621,7 @@ def _node_readers(key: str, group: str, option: str, declared: dict[str, frozens
     for i in range(2, len(parts)):
         node = ".".join(parts[:i])
         if not _is_node(node, own) and node not in own:
-            return sorted(o.split("/")[1] for o, ks in declared.items()
-                          if o.startswith(group + "/") and _is_node(node, ks)), node
+            return _options_with(declared, group, lambda ks: _is_node(node, ks)), node
     return [], key
 
 
