@@ -196,7 +196,8 @@ def print_summary(r: RunResult, run_name: str, uri: str, experiment: str, in_swe
     cols = ("ce", "accuracy", "balanced_accuracy")
     kept = (f"best {r.monitor} at epoch {r.best_epoch}" if r.kept_epoch == r.best_epoch else
             f"the last epoch's weights kept; best {r.monitor} at epoch {r.best_epoch}")
-    lines = [f"run {run_name!r} finished: {counted(r.epochs_run, 'epoch')}, {counted(r.steps, 'step')} ({kept}), {r.seconds:.1f} s",
+    lines = [f"run {run_name!r} finished: {counted(r.epochs_run, 'epoch')}, {counted(r.steps, 'step')} ({kept}), "
+             f"{r.seconds:.1f} s",
              f"{'':6}" + "".join(f"{c:>20}" for c in cols)]
     for split, m in (("val", r.val), ("test", r.test)):  # a diverged run's ce of 8e18 in scientific notation
         lines.append(f"{split:6}" + "".join(f"{value(m[c]):>20}" for c in cols))

@@ -62,7 +62,8 @@ def rows_for_display(c: Comparison) -> tuple[list[str], list[list[str]]]:
             cells += ["baseline", "", "", ""]
         else:
             interval = "" if math.isnan(d.low) else f" [{value(d.low, sign=True)}, {value(d.high, sign=True)}]"
-            cells += ["–" if math.isnan(d.mean) else f"{value(d.mean, sign=True)}{interval}", _p(d.p), _p(d.p_holm), how_tested(d)]
+            cells += ["–" if math.isnan(d.mean) else f"{value(d.mean, sign=True)}{interval}", _p(d.p), _p(d.p_holm),
+                      how_tested(d)]
         cells += [_cell(row[f"{x} mean"], row[f"{x} std"], row[f"{x} n"], row["n"]) for x in c.metrics[1:]]
         out.append(cells)
     return header, out
@@ -76,7 +77,8 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
     out = []
     differ = [f"{label} ({value(d.mean, sign=True)})" for label, d in c.diffs.items() if d.p_holm <= alpha]
     same = [label for label, d in c.diffs.items() if not d.p_holm <= alpha]
-    out.append(f"Differ from {c.baseline} at {alpha} after Holm's correction over {counted(len(c.diffs), 'comparison')}: "
+    out.append(f"Differ from {c.baseline} at {alpha} after Holm's correction over "
+               f"{counted(len(c.diffs), 'comparison')}: "
                + (", ".join(differ) if differ else "none"))
     if same:
         out.append(f"No significant difference from {c.baseline}: {', '.join(same)}")
@@ -91,7 +93,8 @@ def verdict(c: Comparison, alpha: float = stats.ALPHA) -> list[str]:
         need = (f"{stats.pairs_needed(m, alpha)} pairs with a non-zero difference (seeds)" if d.paired
                 else f"{stats.runs_needed_unpaired(m, alpha)} runs per group")
         out.append(f"n too small for {who}: with {size} the smallest possible {d.test} p is {d.min_p:.3g}, "
-                   f"times {counted(m, 'comparison')} for Holm's correction {d.min_p * m:.3g}, above {alpha}: no difference "
+                   f"times {counted(m, 'comparison')} for Holm's correction {d.min_p * m:.3g}, above {alpha}: "
+                   "no difference "
                    f"there can be significant whatever the data. {need[0].upper() + need[1:]} are the least that "
                    f"can reach {alpha}" + ("; a tied pair (the same value in both groups) does not count" if ties
                                            else ""))
@@ -135,7 +138,8 @@ def across_verdict(a: Across) -> list[str]:
     """The Friedman result and which groups' average ranks differ by more than Nemenyi's CD."""
     f = a.friedman
     k, n = len(a.groups), len(a.blocks)
-    out = [f"Friedman over {counted(n, 'value')} of {a.key}, {counted(k, 'group')}: chi2 = {f.statistic:.3f}, p = {_p(f.p)}"
+    out = [f"Friedman over {counted(n, 'value')} of {a.key}, {counted(k, 'group')}: chi2 = {f.statistic:.3f}, "
+           f"p = {_p(f.p)}"
            + ("" if k >= 3 else " (needs 3 groups)")
            + f"; Nemenyi critical difference at {f.alpha}: {f.cd:.3f} ranks."]
     best = int(f.average_ranks.argmin())
@@ -218,7 +222,8 @@ def _main(args: argparse.Namespace) -> int:
     sel = select(client, uri, experiment=args.experiment, parent=args.parent, where=args.filter)
     comparisons = comparisons_of(sel.runs, args.metric, args.across, args.baseline)
     a = across(comparisons, args.across) if args.across else None
-    notes = [f"{counted(len(sel.skipped), 'run')} not finished, left out: {', '.join(sel.skipped)}"] if sel.skipped else []
+    notes = ([f"{counted(len(sel.skipped), 'run')} not finished, left out: {', '.join(sel.skipped)}"]
+             if sel.skipped else [])
     diverged = [r.info.run_name for r in sel.runs if r.data.tags.get(DIVERGED)]
     if diverged:
         notes.append(f"{counted(len(diverged), 'run')} diverged (tag {DIVERGED}: finished at chance-level scores, "

@@ -328,8 +328,10 @@ def compare(runs: list[Run], metric: str = DEFAULT_METRIC, keys: list[str] | Non
     lacking = [r.info.run_name for row in rows for r in row["_runs"] if metric not in r.data.metrics
                and metric != WORST_RECALL]
     if lacking:
-        warnings.insert(0, f"{len(lacking)} of {counted(sum(row['n'] for row in rows), 'run')} {'lacks' if len(lacking) == 1 else 'lack'} {metric} and are left "
-                           f"out of its mean: {', '.join(lacking)}")
+        lack = "lacks" if len(lacking) == 1 else "lack"
+        total = counted(sum(row["n"] for row in rows), "run")
+        warnings.insert(0, f"{len(lacking)} of {total} {lack} {metric} and are left out of its mean: "
+                           f"{', '.join(lacking)}")
     sign = 1 if lower_is_better(metric) else -1
     rows.sort(key=lambda row: (math.isnan(row[f"{metric} mean"]), sign * row[f"{metric} mean"]))
     groups = {}

@@ -238,8 +238,8 @@ def _stop(w: _Worker, e: KeyboardInterrupt) -> list[str]:
             log.warning("figures of run %s: their inputs could not be logged (%s)", run_id, error)
     if left:
         log.warning("%s while drawing figures: %s without them yet; their inputs are logged for "
-                    "scripts/figures.py to draw them (%s)", str(e) or "interrupted by SIGINT", counted(len(left), "run"),
-                    ", ".join(left))
+                    "scripts/figures.py to draw them (%s)", str(e) or "interrupted by SIGINT",
+                    counted(len(left), "run"), ", ".join(left))
     return list(left)
 
 
